@@ -1,0 +1,166 @@
+"""The ``ibsweep`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from models.config import (
+    ACTIVATIONS,
+    BNN_ACTIVATIONS,
+    DNN_ACTIVATIONS,
+    KINDS,
+    OPTIMIZERS,
+    ModelConfig,
+    TrainConfig,
+    describe_validation_error,
+)
+from sweep.errors import UsageError
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.replace("x", ",").split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"widths '{text}' must be positive integers separated by commas, e.g. 10,7,5,4,3"
+        ) from None
+    return widths
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding the dataset's files (mnist, cifar10, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    from models.datasets import DATASETS
+
+    parser = argparse.ArgumentParser(
+        prog="ibsweep",
+        description="Information-plane sweeps of DNNs and BNNs. With no command: the default job.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("data", help="describe a dataset (size, shape, classes, label entropy)")
+    p.add_argument("name", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    _add_data_args(p)
+    p.add_argument("--export", metavar="PATH.npz", help="write x, y, train_idx, test_idx")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+
+    p = sub.add_parser("train", help="train one configuration in-process, write a tidy table")
+    p.add_argument("--kind", default="dnn", help=f"one of {', '.join(KINDS)}")
+    p.add_argument(
+        "--activation",
+        help=f"dnn: {', '.join(DNN_ACTIVATIONS)} (default tanh); "
+        f"bnn: {', '.join(BNN_ACTIVATIONS)} (default ste)",
+    )
+    p.add_argument("--widths", type=_widths, default=(10, 7, 5, 4, 3), help="e.g. 10,7,5,4,3")
+    p.add_argument("--beta", type=float, default=5.0, help="SwishSign sharpness (bnn)")
+    p.add_argument("--bnn-norm", default="scale", help="bnn pre-activation: scale or batchnorm")
+    p.add_argument("--dataset", default="tishby", help=f"one of {', '.join(DATASETS)}")
+    _add_data_args(p)
+    p.add_argument("--measure-on", help="set MI is measured on: full, train or test")
+    p.add_argument("--epochs", type=int, default=1500)
+    p.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mi-every", type=int, default=1, help="measure MI every k epochs")
+    p.add_argument(
+        "--estimator",
+        help="one estimator for every layer, e.g. kde or binning:n_bins=50,range=layer "
+        "(default: exact for binary layers, 30-bin binning otherwise)",
+    )
+    p.add_argument("--out", help="table path: .parquet, else CSV (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ibsweep`` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return _default_job()
+        if args.command == "data":
+            from sweep.data_command import describe_dataset
+
+            return describe_dataset(args.name, args.data_dir, args.export, args.seed)
+        if args.command == "train":
+            return _train(args)
+    except UsageError as err:
+        print(f"ibsweep: error: {err}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    if args.kind not in KINDS:
+        raise UsageError(f"unknown kind '{args.kind}'; allowed: {', '.join(KINDS)}")
+    activation = args.activation or ("tanh" if args.kind == "dnn" else "ste")
+    known = sorted({a for acts in ACTIVATIONS.values() for a in acts})
+    if activation not in known:
+        raise UsageError(f"unknown activation '{activation}'; allowed: {', '.join(known)}")
+    try:
+        model = ModelConfig(
+            kind=args.kind,
+            activation=activation,
+            widths=args.widths,
+            beta=args.beta,
+            bnn_norm=args.bnn_norm,
+        )
+    except ValidationError as err:
+        raise UsageError(describe_validation_error(err)) from None
+    try:
+        train = TrainConfig(
+            optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs
+        )
+    except ValidationError as err:
+        raise UsageError(
+            describe_validation_error(err).replace("batch_size", "batch-size")
+        ) from None
+    return model, train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sweep.data_command import load_or_usage_error
+    from sweep.measure import LayerMeter, parse_estimator_spec
+    from sweep.single_run import ProgressLine, train_single
+    from sweep.tables import write_table
+
+    model, train = _configs(args)
+    if args.mi_every <= 0:
+        raise UsageError(f"--mi-every must be a positive integer, got {args.mi_every}")
+    if args.measure_on not in (None, "full", "train", "test"):
+        raise UsageError(f"unknown --measure-on '{args.measure_on}'; allowed: full, train, test")
+    override = parse_estimator_spec(args.estimator) if args.estimator else None
+    meter = LayerMeter(model, override)
+    data = load_or_usage_error(args.dataset, args.data_dir)
+    import torch
+
+    torch.set_num_threads(1)
+    progress = None if args.quiet else ProgressLine(train.epochs)
+    result = train_single(
+        model, train, data, [args.seed], meter, args.measure_on, args.mi_every, progress
+    )
+    from sweep.summary import print_run_summary
+
+    print_run_summary(model, train, data.name, result)
+    if args.out:
+        path = write_table(result.table, args.out)
+        print(f"table: {path} ({result.table.num_rows} rows)")
+    return 0 if all(s == "finished" for s in result.status) else 1
+
+
+def _default_job() -> int:
+    return _train(build_parser().parse_args(["train", "--epochs", "300"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Information per layer for one epoch's representations, for every seed of a stack."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.estimators import default_estimator, make_estimator
+from models.config import ModelConfig
+from sweep.errors import UsageError
+
+
+def parse_estimator_spec(spec: str) -> tuple[str, dict[str, object]]:
+    """Split 'name' or 'name:key=value,key=value' into a registry name and parameters."""
+    name, _, rest = spec.partition(":")
+    params: dict[str, object] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(
+                f"estimator parameter '{item}' must be key=value, e.g. binning:n_bins=30"
+            )
+        params[key.strip()] = _parse_scalar(value.strip())
+    return name.strip(), params
+
+
+def _parse_scalar(value: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """MI of one layer of one seed at one epoch."""
+
+    i_xt: float
+    i_ty: float
+    n_states: int
+    saturated: bool
+
+
+class LayerMeter:
+    """Estimates I(X;T) and I(T;Y) of every layer with the per-layer default estimators.
+
+    ``override`` (a registry name and its parameters) replaces the defaults for every layer.
+    """
+
+    def __init__(self, model: ModelConfig, override: tuple[str, dict] | None = None) -> None:
+        try:
+            if override is None:
+                self.estimators = [default_estimator(t) for t in model.layer_types()]
+            else:
+                est = make_estimator(override[0], **override[1])
+                self.estimators = [est] * len(model.layer_types())
+        except ValueError as err:
+            raise UsageError(str(err).splitlines()[0]) from err
+
+    def describe(self) -> list[str]:
+        """The estimator of each layer, as logged (layer 1 first)."""
+        return [est.describe() for est in self.estimators]
+
+    def measure(
+        self, layers: Sequence[np.ndarray], labels: np.ndarray, seeds: Sequence[int]
+    ) -> list[list[LayerInfo]]:
+        """MI per seed (outer) and layer (inner); ``layers[l]`` is (S, n, width)."""
+        out = []
+        for s in range(len(seeds)):
+            row = []
+            for est, rep in zip(self.estimators, layers, strict=True):
+                r = est.estimate(rep[s], labels[s])
+                row.append(LayerInfo(r.i_xt, r.i_ty, int(r.n_states), bool(r.saturated)))
+            out.append(row)
+        return out
+
+
+def measured_epochs(
+    epochs: int, every: int | None = None, log_points: int | None = None
+) -> set[int]:
+    """The MI schedule: epoch 0, then every k-th epoch or N log-spaced epochs, and the last."""
+    if log_points is not None:
+        pts = np.unique(np.round(np.logspace(0, np.log10(epochs), log_points)).astype(int))
+        return {0, *pts.tolist(), epochs}
+    step = every or 1
+    return {0, *range(step, epochs + 1, step), epochs}
