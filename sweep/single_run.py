@@ -34,7 +34,7 @@ class RunResult:
 def records_to_rows(
     record: EpochRecord, seeds: Sequence[int], info: list | None, n_layers: int
 ) -> dict[str, list]:
-    """One row per (seed, layer) of one epoch; MI columns NaN where not measured."""
+    """One row per (seed, layer) of one epoch; MI columns null where not measured."""
     rows: dict[str, list] = {c: [] for c in COLUMNS}
     for s, seed in enumerate(seeds):
         if not record.active[s]:
@@ -47,8 +47,8 @@ def records_to_rows(
             rows["loss"].append(float(record.loss[s]))
             rows["train_acc"].append(float(record.train_acc[s]))
             rows["test_acc"].append(float(record.test_acc[s]))
-            rows["i_xt"].append(li.i_xt if li else np.nan)
-            rows["i_ty"].append(li.i_ty if li else np.nan)
+            rows["i_xt"].append(li.i_xt if li else None)
+            rows["i_ty"].append(li.i_ty if li else None)
             rows["n_states"].append(li.n_states if li else None)
             rows["saturated"].append(li.saturated if li else None)
             rows["grad_snr"].append(float(record.grad_snr[s, layer]))
@@ -105,9 +105,9 @@ def train_single(
 class ProgressLine:
     """A one-line progress display on stderr (rewritten in place on a terminal)."""
 
-    def __init__(self, total: int, stream=sys.stderr) -> None:
-        self.total, self.stream = total, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream=None) -> None:
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.start = time.perf_counter()
         self.step = max(1, total // 10)
 

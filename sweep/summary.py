@@ -20,7 +20,7 @@ def print_run_summary(
     seeds = sorted(set(t.column("seed").to_pylist()))
     for seed, status in zip(seeds, result.status, strict=False):
         print(f"  seed {seed}: {status}")
-    measured = t.filter(pc.invert(pc.is_nan(t.column("i_xt"))))
+    measured = t.filter(pc.is_valid(t.column("i_xt")))
     if measured.num_rows == 0:
         return
     last = pc.max(measured.column("epoch")).as_py()

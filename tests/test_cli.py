@@ -1,0 +1,126 @@
+"""The ``ibsweep data`` and ``ibsweep train`` commands, including every bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sweep.cli import main
+from sweep.tables import read_table
+from tests.datafiles import make_idx_set, write_idx_set
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_data_tishby_describes_the_set(capsys):
+    code, out, _ = run_cli(capsys, "data", "tishby")
+    assert code == 0
+    assert "4096" in out and "(12,)" in out and "0.99916 bits" in out
+    assert "3277 train / 819 test" in out
+
+
+def test_data_export_writes_canonical_order(capsys, tmp_path):
+    path = tmp_path / "t.npz"
+    code, _, _ = run_cli(capsys, "data", "tishby", "--export", str(path), "--seed", "3")
+    assert code == 0
+    z = np.load(path)
+    bits = z["x"].astype(int)
+    assert (bits @ (1 << np.arange(11, -1, -1)) == np.arange(4096)).all()
+    assert z["y"].sum() == 2118
+    assert len(z["train_idx"]) == 3277 and len(np.intersect1d(z["train_idx"], z["test_idx"])) == 0
+
+
+def test_data_mnist_from_a_directory(capsys, tmp_path):
+    write_idx_set(tmp_path, make_idx_set(np.random.default_rng(0), 30, 10, 8), gz=True)
+    code, out, _ = run_cli(capsys, "data", "mnist", "--data-dir", str(tmp_path))
+    assert code == 0 and "40" in out and "(8, 8)" in out and "official: 30 train / 10 test" in out
+
+
+def test_train_writes_tidy_parquet_with_mi_per_layer(capsys, tmp_path):
+    out_path = tmp_path / "run.parquet"
+    code, out, _ = run_cli(
+        capsys, "train", "--kind", "bnn", "--epochs", "3", "--seed", "2", "--out", str(out_path)
+    )
+    assert code == 0 and "seed 2: finished" in out
+    t = pq.read_table(out_path)
+    needed = {"seed", "epoch", "loss", "train_acc", "test_acc", "layer", "i_xt", "i_ty", "grad_snr"}
+    assert needed <= set(t.column_names)
+    assert t.num_rows == 4 * 6  # epochs 0..3, six layers
+    rows = t.to_pylist()
+    assert {r["seed"] for r in rows} == {2}
+    for r in rows:
+        assert 0 <= r["i_ty"] <= min(r["i_xt"], 1.0) + 1e-9
+        if r["layer"] <= 5:  # binary hidden layer of width w holds at most w bits
+            assert r["i_xt"] <= (10, 7, 5, 4, 3)[r["layer"] - 1] + 1e-9
+
+
+def test_train_csv_with_estimator_override(capsys, tmp_path):
+    out_path = tmp_path / "run.csv"
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--epochs",
+        "2",
+        "--estimator",
+        "binning:n_bins=10,range=layer",
+        "--mi-every",
+        "2",
+        "--out",
+        str(out_path),
+    )
+    assert code == 0 and "n_bins=10" in out
+    t = read_table(out_path).to_pylist()
+    measured = {r["epoch"] for r in t if r["i_xt"] is not None}
+    assert measured == {0, 2}
+    assert {r["epoch"] for r in t} == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--kind", "cnn"], "unknown kind 'cnn'; allowed: dnn, bnn"),
+        (["--activation", "gelu"], "unknown activation 'gelu'; allowed:"),
+        (["--kind", "bnn", "--activation", "tanh"], "does not fit kind 'bnn'"),
+        (["--dataset", "imagenet"], "imagenet"),
+        (["--widths", ","], "at least one hidden layer"),
+        (["--widths", "10,0,3"], "positive integer"),
+        (["--epochs", "0"], "epochs"),
+        (["--lr", "-1"], "lr"),
+        (["--batch-size", "0"], "batch-size"),
+        (["--optimizer", "rmsprop"], "optimizer"),
+        (["--mi-every", "0"], "--mi-every"),
+        (["--estimator", "magic"], "magic"),
+        (["--estimator", "binning:n_bins=-3"], "n_bins"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+    ],
+)
+def test_bad_train_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, argv, expected):
+    out_path = tmp_path / "never.parquet"
+    code, out, err = run_cli(capsys, "train", "--epochs", "2", *argv, "--out", str(out_path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ibsweep: error: ")
+    assert expected in lines[0]
+    assert not out_path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_widths_syntax_and_unknown_option_exit_2(capsys):
+    for argv in (["train", "--widths", "a,b"], ["train", "--frobnicate"], ["data", "nope"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "error:" in err.strip().splitlines()[-1]
+
+
+def test_console_script_is_installed(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "data", "digits"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "1797" in proc.stdout
