@@ -73,16 +73,32 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
 
 
-def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+def describe_validation_error(
+    err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
     """One line naming each invalid field, what was given and what is allowed."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
         where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown field"
+            allowed = _fields_at(model, e["loc"][:-1]) if model else ()
+            msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "literal_error":
             msg = f"got {e['input']!r}; {msg.lower()}"
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> tuple[str, ...]:
+    """Field names of the (nested) pydantic model found at ``loc``, if any."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        sub = getattr(field, "annotation", None) if field else None
+        candidates = [sub, *getattr(sub, "__args__", ())]
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not found:
+            return ()
+        model = found[0]
+    return tuple(model.model_fields)

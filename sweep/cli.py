@@ -77,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="table path: .parquet, else CSV (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = sub.add_parser("plan", help="show a sweep file's expanded grid without running it")
+    p.add_argument("file", metavar="FILE", help="sweep file (YAML)")
+
+    p = sub.add_parser("run", help="run (or resume) a sweep with Ray Tune, tracked in MLflow")
+    p.add_argument("file", metavar="FILE", help="sweep file (YAML)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, "
+        "the file's tracking.uri, else sqlite:///mlflow.db)",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-analyze", action="store_true", help="skip the analysis at the end")
+
+    p = sub.add_parser("ui", help="the MLflow UI on a store, bound to 127.0.0.1")
+    p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db)")
+    p.add_argument("--port", type=int, default=5000)
     return parser
 
 
@@ -93,6 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return describe_dataset(args.name, args.data_dir, args.export, args.seed)
         if args.command == "train":
             return _train(args)
+        if args.command == "plan":
+            from sweep.plan_command import print_plan
+
+            return print_plan(args.file)
+        if args.command == "run":
+            from sweep.runner import run_sweep
+
+            return run_sweep(
+                args.file, args.tracking_uri, args.address, args.restart, not args.no_analyze
+            )
+        if args.command == "ui":
+            return _ui(args.tracking_uri, args.port)
     except UsageError as err:
         print(f"ibsweep: error: {err}", file=sys.stderr)
         return 2
@@ -158,8 +188,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if all(s == "finished" for s in result.status) else 1
 
 
+def _ui(uri: str | None, port: int) -> int:
+    import os
+
+    from sweep.tracking import resolve_tracking_uri
+
+    store = resolve_tracking_uri(uri, None)
+    cmd = ["mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1"]
+    cmd += ["--port", str(port)]
+    print(f"MLflow UI on http://127.0.0.1:{port} for {store} (Ctrl-C stops it)", file=sys.stderr)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+def default_sweep_file() -> str:
+    """The shipped quick sweep that the main job runs."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "examples" / "quick.yaml")
+
+
 def _default_job() -> int:
-    return _train(build_parser().parse_args(["train", "--epochs", "300"]))
+    from sweep.runner import run_sweep
+
+    return run_sweep(default_sweep_file())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,230 @@
+"""``ibsweep run``: a sweep on Ray Tune, tracked in MLflow, resumable after interruption."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from models.datasets import DatasetError, load_dataset, measure_indices, split_indices
+from sweep.errors import UsageError
+from sweep.grid import Plan, Trial, expand, train_config
+from sweep.measure import LayerMeter
+from sweep.spec import SweepSpec, load_spec
+from sweep.store import (
+    child_runs,
+    create_child,
+    latest_parent,
+    log_params,
+    open_experiment,
+    package_version,
+    set_tags,
+)
+from sweep.tracking import resolve_tracking_uri
+
+DEFAULT_STORAGE = ".ibsweep/tune"
+
+
+@dataclass
+class Execution:
+    """One execution of a sweep in MLflow: the parent run and each child run by key."""
+
+    experiment_id: str
+    parent_id: str
+    resumed: bool
+    tune_path: Path
+    run_ids: dict[str, str]
+    complete: bool = False
+
+
+def data_dir(spec: SweepSpec) -> str:
+    """The absolute data directory trials read from (they run in other folders)."""
+    raw = spec.data.get("dir") or os.environ.get("IBSWEEP_DATA_DIR") or "data"
+    return str(Path(raw).expanduser().resolve())
+
+
+def check_inputs(plan: Plan, data_root: str) -> dict[str, tuple[str, int]]:
+    """Load every dataset and build every estimator now, so bad input fails before anything.
+
+    Returns, per dataset, the measurement set's name and size.
+    """
+    spec = plan.spec
+    measured: dict[str, tuple[str, int]] = {}
+    for name in dict.fromkeys(c.dataset for c in plan.configurations):
+        try:
+            ds = load_dataset(name, data_root)
+        except DatasetError as err:
+            raise UsageError(str(err)) from None
+        which = spec.mi.measure_on or ds.default_measure
+        measured[name] = (which, len(measure_indices(ds, split_indices(ds, 0), which)))
+    for config in plan.configurations:
+        LayerMeter(config.model, spec.mi.estimator_override())
+    return measured
+
+
+def run_params(
+    plan: Plan, trial: Trial, seed: int, measured: dict[str, tuple[str, int]]
+) -> dict[str, str]:
+    """Every configuration value of one run, flattened with dots (MLflow params)."""
+    spec, m = plan.spec, trial.config.model
+    which, n = measured[trial.config.dataset]
+    mi = spec.mi
+    params = {
+        "model.kind": m.kind,
+        "model.activation": m.activation,
+        "model.widths": m.widths_label,
+        "model.n_layers": len(m.widths) + 1,
+        "model.beta": m.beta,
+        "model.bnn_norm": m.bnn_norm,
+        "data.name": trial.config.dataset,
+        "data.measure_on": which,
+        "mi.n_samples": n,
+        "mi.schedule": f"log_points={mi.log_points}" if mi.log_points else f"every={mi.every or 1}",
+        "seed": seed,
+        "sweep.seeds_per_trial": spec.seeds_per_trial,
+        **{f"train.{k}": v for k, v in spec.train.model_dump().items()},
+    }
+    meter = LayerMeter(m, mi.estimator_override())
+    for k, desc in enumerate(meter.describe(), start=1):
+        params[f"mi.layer{k}.estimator"] = desc
+    return {k: str(v) for k, v in params.items()}
+
+
+def prepare_execution(
+    client: MlflowClient,
+    plan: Plan,
+    spec_path: Path,
+    measured: dict[str, tuple[str, int]],
+    storage: Path,
+    restart: bool,
+) -> Execution:
+    """Create (or find, to resume) the parent run and every child run, before any trial starts."""
+    spec = plan.spec
+    exp_id = open_experiment(client, spec.name)
+    digest = spec.digest()
+    parent = None if restart else latest_parent(client, exp_id, digest)
+    resumed = parent is not None
+    if parent is None:
+        parent_run = client.create_run(
+            exp_id,
+            run_name=f"{spec.name}-sweep",
+            tags={
+                "ibsweep.role": "parent",
+                "ibsweep.sweep": spec.name,
+                "ibsweep.digest": digest,
+                "ibsweep.version": package_version(),
+            },
+        )
+        parent_id = parent_run.info.run_id
+        tune_path = storage / f"{spec.name}-{parent_id[:8]}"
+        set_tags(client, parent_id, {"ibsweep.tune_path": str(tune_path)})
+        log_params(
+            client,
+            parent_id,
+            {
+                "sweep.name": spec.name,
+                "sweep.grid_size": plan.n_runs,
+                "sweep.trials": len(plan.trials),
+                "sweep.configurations": len(plan.configurations),
+                "sweep.epochs": spec.train.epochs,
+                "sweep.seeds_per_trial": spec.seeds_per_trial,
+            },
+        )
+        client.log_artifact(parent_id, str(spec_path), artifact_path="sweep")
+    else:
+        parent_id = parent.info.run_id
+        tune_path = Path(parent.data.tags["ibsweep.tune_path"])
+        if parent.info.status == "FINISHED":
+            return Execution(exp_id, parent_id, True, tune_path, {}, complete=True)
+        client.update_run(parent_id, status="RUNNING")
+    existing = {k: r.info.run_id for k, r in child_runs(client, exp_id, parent_id).items()}
+    tags = {"ibsweep.sweep": spec.name, "ibsweep.version": package_version()}
+    run_ids = {}
+    for trial in plan.trials:
+        for seed in trial.seeds:
+            key = trial.run_name(seed)
+            run_ids[key] = existing.get(key) or create_child(
+                client, exp_id, parent_id, key, key, run_params(plan, trial, seed, measured), tags
+            )
+    return Execution(exp_id, parent_id, resumed, tune_path, run_ids)
+
+
+def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> tuple[dict, list]:
+    """Settings common to every trial, and one entry per trial for ``tune.grid_search``."""
+    spec = plan.spec
+    common = {
+        "tracking_uri": uri,
+        "threads": max(1, int(spec.resources.get("cpu", 1))),
+        "data_dir": data_root,
+        "train": train_config(spec).model_dump(),
+        "schedule": plan.schedule,
+        "measure_on": spec.mi.measure_on,
+        "estimator": spec.mi.estimator_override(),
+    }
+    per_trial = [
+        {
+            "label": t.config.label,
+            "model": t.config.model.model_dump(mode="json"),
+            "dataset": t.config.dataset,
+            "seeds": list(t.seeds),
+            "run_ids": [execution.run_ids[t.run_name(s)] for s in t.seeds],
+        }
+        for t in plan.trials
+    ]
+    return common, per_trial
+
+
+def init_ray(address: str | None, cpus: int | None = None) -> None:
+    """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+
+
+def run_sweep(
+    spec_path: str,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    restart: bool = False,
+    analyze: bool = True,
+) -> int:
+    """Run (or resume) a sweep file; returns the process exit code."""
+    path = Path(spec_path)
+    spec = load_spec(path)
+    plan = expand(spec)
+    if not plan.trials:
+        raise UsageError(f"{path}: the grid has no runnable configuration (all were skipped)")
+    data_root = data_dir(spec)
+    measured = check_inputs(plan, data_root)
+    uri = resolve_tracking_uri(tracking_uri, spec.tracking.get("uri"))
+    storage = Path(spec.storage or DEFAULT_STORAGE).expanduser().resolve()
+    client = MlflowClient(uri)
+    execution = prepare_execution(client, plan, path, measured, storage, restart)
+    if execution.complete:
+        print(
+            f"sweep '{spec.name}' is already complete (parent run {execution.parent_id}); "
+            "--restart runs it again",
+            file=sys.stderr,
+        )
+        return 0
+    verb = "resuming" if execution.resumed else "starting"
+    print(
+        f"{verb} sweep '{spec.name}': {len(plan.trials)} trials, {plan.n_runs} runs, "
+        f"{plan.seed_epochs} seed-epochs; MLflow {uri} (parent run {execution.parent_id})",
+        file=sys.stderr,
+    )
+    from sweep.tuning import run_tuner
+
+    outcome = run_tuner(plan, execution, uri, data_root, address)
+    from sweep.outcome import finish_execution
+
+    return finish_execution(client, plan, execution, outcome, uri, analyze)

@@ -1,0 +1,134 @@
+"""The Ray Tune trainable: trains one trial's packed seeds and logs them to MLflow."""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from models.config import ModelConfig, TrainConfig
+from models.datasets import Dataset, load_dataset
+from models.training import EpochRecord, Trainer
+from sweep.measure import LayerMeter
+from sweep.tracking import MetricSink, layer_keys, logged_steps
+
+REPORT_S = 2.0
+CHECKPOINT_S = 10.0
+_STATE_FILE = "trainer.pt"
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, data_dir: str | None) -> Dataset:
+    return load_dataset(name, data_dir)
+
+
+def epoch_metrics(record: EpochRecord, s: int, info: list | None) -> dict[str, float]:
+    """The MLflow metrics of seed s at one epoch."""
+    out = {
+        "loss": float(record.loss[s]),
+        "train_acc": float(record.train_acc[s]),
+        "test_acc": float(record.test_acc[s]),
+    }
+    for k in range(record.grad_snr.shape[1]):
+        snr = float(record.grad_snr[s, k])
+        if math.isfinite(snr):
+            out[f"grad_snr/layer{k + 1}"] = snr
+        if info is not None:
+            out[f"I_XT/layer{k + 1}"] = info[k].i_xt
+            out[f"I_TY/layer{k + 1}"] = info[k].i_ty
+    return out
+
+
+def _save(trainer: Trainer) -> tune.Checkpoint:
+    folder = tempfile.mkdtemp(prefix="ibsweep-ckpt-")
+    torch.save(trainer.state_dict(), Path(folder) / _STATE_FILE)
+    return tune.Checkpoint.from_directory(folder)
+
+
+def _summary(record: EpochRecord | None, active: np.ndarray, done: bool) -> dict[str, float]:
+    if record is None or not active.any():
+        return {"epoch": record.epoch if record else 0, "done": done, "seeds_active": 0}
+    return {
+        "epoch": record.epoch,
+        "loss": float(np.mean(record.loss[active])),
+        "train_acc": float(np.mean(record.train_acc[active])),
+        "test_acc": float(np.mean(record.test_acc[active])),
+        "seeds_active": int(active.sum()),
+        "done": done,
+    }
+
+
+def train_trial(config: dict) -> None:
+    """Train the trial described by ``config`` (see ``sweep.runner``), resuming if possible."""
+    config = {**config, **config["trial"]}
+    torch.set_num_threads(int(config["threads"]))
+    client = MlflowClient(config["tracking_uri"])
+    run_ids: list[str] = config["run_ids"]
+    statuses = [client.get_run(r).info.status for r in run_ids]
+    if all(s in ("FINISHED", "FAILED") for s in statuses):
+        tune.report({"done": True, "skipped": True})
+        return
+    model = ModelConfig(**config["model"])
+    train = TrainConfig(**config["train"])
+    if "overrides" in config:
+        train = train.model_copy(update=config["overrides"])
+    data = _dataset(config["dataset"], config["data_dir"])
+    trainer = Trainer(model, train, data, config["seeds"], config["measure_on"])
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_state_dict(torch.load(Path(folder) / _STATE_FILE, weights_only=False))
+    meter = LayerMeter(model, config["estimator"])
+    schedule = set(config["schedule"])
+    labels = trainer.measure_labels
+    sink = MetricSink(client)
+    keys = layer_keys(trainer.n_layers)
+    for run_id in run_ids:
+        sink.skip_through(run_id, logged_steps(client, run_id, keys))
+    tune.report({"epoch": trainer.epoch, "done": False, "seeds_active": int(trainer.active.sum())})
+    last_report = last_ckpt = time.monotonic()
+    record = None
+    try:
+        for record in trainer.run(measure=schedule.__contains__):
+            if record.epoch in schedule:
+                live = np.flatnonzero(record.active)
+                info = None
+                if record.layers is not None:
+                    info = meter.measure(
+                        [rep[live] for rep in record.layers],
+                        labels[live],
+                        [config["seeds"][s] for s in live],
+                    )
+                for j, s in enumerate(live):
+                    metrics = epoch_metrics(record, s, info[j] if info else None)
+                    sink.add(run_ids[s], metrics, record.epoch)
+            now = time.monotonic()
+            if now - last_ckpt >= CHECKPOINT_S:
+                sink.flush()  # a checkpoint never runs ahead of what MLflow holds
+                tune.report(_summary(record, record.active, False), checkpoint=_save(trainer))
+                last_ckpt = last_report = now
+            elif now - last_report >= REPORT_S:
+                tune.report(_summary(record, record.active, False))
+                last_report = now
+        sink.close()
+    except BaseException:
+        sink.close()
+        raise
+    for s, run_id in enumerate(run_ids):
+        if statuses[s] in ("FINISHED", "FAILED"):
+            continue
+        failure = trainer.failure[s]
+        if failure is not None:
+            client.set_tag(run_id, "ibsweep.failure", failure)
+        client.set_terminated(
+            run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED)
+        )
+    tune.report(_summary(record, trainer.active, True), checkpoint=_save(trainer))
