@@ -22,7 +22,7 @@ def finish_execution(
     analyze: bool,
 ) -> int:
     """Record the outcome in MLflow, print the summary; returns the exit code."""
-    for trial in plan.trials:
+    for trial in plan.trials if execution.run_ids else []:
         label = f"{trial.config.label}-s{'_'.join(map(str, trial.seeds))}"
         reason = outcome.errors.get(label)
         if reason is None:
@@ -33,6 +33,15 @@ def finish_execution(
                 set_tags(client, run_id, {"ibsweep.failure": f"trial failed: {reason}"})
                 client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
     runs = child_runs(client, execution.experiment_id, execution.parent_id)
+    if not outcome.interrupted:
+        first_error = next(iter(outcome.errors.values()), "the trial ended without finishing")
+        for run in runs.values():
+            if run.info.status == "RUNNING":
+                set_tags(
+                    client, run.info.run_id, {"ibsweep.failure": f"trial failed: {first_error}"}
+                )
+                client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        runs = child_runs(client, execution.experiment_id, execution.parent_id)
     counts = {"FINISHED": 0, "FAILED": 0, "RUNNING": 0}
     for run in runs.values():
         counts[run.info.status] = counts.get(run.info.status, 0) + 1
@@ -41,7 +50,6 @@ def finish_execution(
         for r in runs.values()
         if r.info.status == "FAILED"
     )
-    done = not outcome.interrupted and counts["FINISHED"] + counts["FAILED"] == plan.n_runs
     pid = execution.parent_id
     client.log_batch(
         pid,
@@ -52,13 +60,22 @@ def finish_execution(
         ],
         synchronous=True,
     )
-    unfinished = plan.n_runs - counts["FINISHED"] - counts["FAILED"]
+    expected = len(runs) if plan.spec.search else plan.n_runs
+    unfinished = expected - counts["FINISHED"] - counts["FAILED"]
+    done = not outcome.interrupted and unfinished == 0
     print(
-        f"\nsweep '{plan.spec.name}': {plan.n_runs} runs — {counts['FINISHED']} finished, "
+        f"\nsweep '{plan.spec.name}': {expected} runs — {counts['FINISHED']} finished, "
         f"{counts['FAILED']} failed, {unfinished} unfinished"
     )
     for name, reason in failures:
         print(f"  FAILED {name}: {reason}")
+    if outcome.best is not None:
+        overrides, value = outcome.best
+        chosen = ", ".join(
+            f"train.{k}={v:.4g}" if isinstance(v, float) else f"train.{k}={v}"
+            for k, v in overrides.items()
+        )
+        print(f"best: {chosen} ({plan.spec.search.metric} {value:.4f}, seed mean)")
     if not done:
         client.set_terminated(pid, RunStatus.to_string(RunStatus.KILLED))
         print(

@@ -35,12 +35,13 @@ class SweepProgress(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         """A trial started (or restarted)."""
         self.running.add(trial.trial_id)
-        self.seeds[trial.trial_id] = len(trial.config.get("seeds", [0]))
+        self.seeds[trial.trial_id] = len(trial.config.get("trial", {}).get("seeds", [0]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         """A trial reported its epoch."""
         epoch = int(result.get("epoch", 0))
-        self.first_epochs.setdefault(trial.trial_id, epoch)
+        searched = "search" in trial.config.get("trial", {})  # search trials report no start
+        self.first_epochs.setdefault(trial.trial_id, 0 if searched else epoch)
         self.epochs[trial.trial_id] = epoch
         self._maybe_print()
 

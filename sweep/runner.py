@@ -141,6 +141,8 @@ def prepare_execution(
         if parent.info.status == "FINISHED":
             return Execution(exp_id, parent_id, True, tune_path, {}, complete=True)
         client.update_run(parent_id, status="RUNNING")
+    if spec.search is not None:
+        return Execution(exp_id, parent_id, resumed, tune_path, {})
     existing = {k: r.info.run_id for k, r in child_runs(client, exp_id, parent_id).items()}
     tags = {"ibsweep.sweep": spec.name, "ibsweep.version": package_version()}
     run_ids = {}
@@ -171,11 +173,31 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
             "model": t.config.model.model_dump(mode="json"),
             "dataset": t.config.dataset,
             "seeds": list(t.seeds),
-            "run_ids": [execution.run_ids[t.run_name(s)] for s in t.seeds],
+            "run_ids": [execution.run_ids.get(t.run_name(s)) for s in t.seeds],
         }
         for t in plan.trials
     ]
     return common, per_trial
+
+
+def search_trial(plan: Plan, execution: Execution, measured: dict[str, tuple[str, int]]) -> dict:
+    """The one configuration an Optuna search tunes, with every seed packed in each sample."""
+    config = plan.configurations[0]
+    seeds = tuple(plan.spec.grid.seed_list)
+    trial = Trial(config, seeds)
+    return {
+        "label": config.label,
+        "model": config.model.model_dump(mode="json"),
+        "dataset": config.dataset,
+        "seeds": list(seeds),
+        "run_ids": None,
+        "search": {
+            "experiment_id": execution.experiment_id,
+            "parent_id": execution.parent_id,
+            "sweep": plan.spec.name,
+            "params": [run_params(plan, trial, s, measured) for s in seeds],
+        },
+    }
 
 
 def init_ray(address: str | None, cpus: int | None = None) -> None:
@@ -203,6 +225,12 @@ def run_sweep(
     plan = expand(spec)
     if not plan.trials:
         raise UsageError(f"{path}: the grid has no runnable configuration (all were skipped)")
+    if spec.search is not None and len(plan.configurations) != 1:
+        raise UsageError(
+            f"{path}: search tunes one configuration, but the grid expands to "
+            f"{len(plan.configurations)} ({', '.join(c.label for c in plan.configurations[:3])}"
+            f"{', ...' if len(plan.configurations) > 3 else ''}); give one value per grid axis"
+        )
     data_root = data_dir(spec)
     measured = check_inputs(plan, data_root)
     uri = resolve_tracking_uri(tracking_uri, spec.tracking.get("uri"))
@@ -224,7 +252,7 @@ def run_sweep(
     )
     from sweep.tuning import run_tuner
 
-    outcome = run_tuner(plan, execution, uri, data_root, address)
+    outcome = run_tuner(plan, execution, uri, data_root, address, measured)
     from sweep.outcome import finish_execution
 
     return finish_execution(client, plan, execution, outcome, uri, analyze)

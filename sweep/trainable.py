@@ -18,6 +18,7 @@ from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset, load_dataset
 from models.training import EpochRecord, Trainer
 from sweep.measure import LayerMeter
+from sweep.store import child_runs, create_child, package_version
 from sweep.tracking import MetricSink, layer_keys, logged_steps
 
 REPORT_S = 2.0
@@ -55,7 +56,16 @@ def _save(trainer: Trainer) -> tune.Checkpoint:
 
 def _summary(record: EpochRecord | None, active: np.ndarray, done: bool) -> dict[str, float]:
     if record is None or not active.any():
-        return {"epoch": record.epoch if record else 0, "done": done, "seeds_active": 0}
+        nan = float("nan")
+        epoch = record.epoch if record else 0
+        return {
+            "epoch": epoch,
+            "loss": nan,
+            "train_acc": nan,
+            "test_acc": nan,
+            "seeds_active": 0,
+            "done": done,
+        }
     return {
         "epoch": record.epoch,
         "loss": float(np.mean(record.loss[active])),
@@ -66,12 +76,39 @@ def _summary(record: EpochRecord | None, active: np.ndarray, done: bool) -> dict
     }
 
 
+def _search_runs(client: MlflowClient, config: dict) -> list[str]:
+    """A search trial's child runs, created once per (Tune trial, seed) even across retries."""
+    search = config["search"]
+    trial_id = tune.get_context().get_trial_id()
+    existing = child_runs(client, search["experiment_id"], search["parent_id"])
+    overrides = {f"train.{k}": str(v) for k, v in config["overrides"].items()}
+    tags = {"ibsweep.sweep": search["sweep"], "ibsweep.version": package_version()}
+    run_ids = []
+    for seed, params in zip(config["seeds"], search["params"], strict=True):
+        key = f"{config['label']}-{trial_id}-s{seed}"
+        run = existing.get(key)
+        run_ids.append(
+            run.info.run_id
+            if run
+            else create_child(
+                client,
+                search["experiment_id"],
+                search["parent_id"],
+                key,
+                key,
+                {**params, **overrides, "search.trial": trial_id},
+                tags,
+            )
+        )
+    return run_ids
+
+
 def train_trial(config: dict) -> None:
     """Train the trial described by ``config`` (see ``sweep.runner``), resuming if possible."""
     config = {**config, **config["trial"]}
     torch.set_num_threads(int(config["threads"]))
     client = MlflowClient(config["tracking_uri"])
-    run_ids: list[str] = config["run_ids"]
+    run_ids: list[str] = config.get("run_ids") or _search_runs(client, config)
     statuses = [client.get_run(r).info.status for r in run_ids]
     if all(s in ("FINISHED", "FAILED") for s in statuses):
         tune.report({"done": True, "skipped": True})
@@ -93,7 +130,8 @@ def train_trial(config: dict) -> None:
     keys = layer_keys(trainer.n_layers)
     for run_id in run_ids:
         sink.skip_through(run_id, logged_steps(client, run_id, keys))
-    tune.report({"epoch": trainer.epoch, "done": False, "seeds_active": int(trainer.active.sum())})
+    if "search" not in config:  # a searcher needs its metric in every result
+        tune.report({"epoch": trainer.epoch, "done": False})
     last_report = last_ckpt = time.monotonic()
     record = None
     try:

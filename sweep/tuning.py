@@ -9,7 +9,7 @@ from ray import tune
 
 from sweep.grid import Plan
 from sweep.progress import SweepProgress
-from sweep.runner import Execution, init_ray, trial_space
+from sweep.runner import Execution, init_ray, search_trial, trial_space
 from sweep.trainable import train_trial
 
 
@@ -20,13 +20,54 @@ class TuneOutcome:
     finished: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    best: tuple[dict, float] | None = None
 
 
 def _dirname(trial) -> str:
     return _dirname_from_config(trial.config)
 
 
-def run_tuner(plan: Plan, execution: Execution, uri: str, data_root: str, address: str | None):
+def _space(entry) -> object:
+    if entry.loguniform:
+        return tune.loguniform(*entry.loguniform)
+    if entry.uniform:
+        return tune.uniform(*entry.uniform)
+    if entry.randint:
+        return tune.randint(entry.randint[0], entry.randint[1] + 1)
+    return tune.choice(entry.choice)
+
+
+def _search_setup(plan: Plan, execution: Execution, measured: dict) -> tuple[dict, tune.TuneConfig]:
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = plan.spec.search
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    space = {
+        "trial": search_trial(plan, execution, measured),
+        "overrides": {key.split(".", 1)[1]: _space(e) for key, e in s.space.items()},
+    }
+    algo = ConcurrencyLimiter(
+        OptunaSearch(metric=s.metric, mode=s.mode, seed=plan.spec.grid.seed_list[0]),
+        max_concurrent=s.max_concurrent,
+    )
+    config = tune.TuneConfig(
+        search_alg=algo,
+        num_samples=s.num_samples,
+        reuse_actors=True,
+        trial_dirname_creator=lambda t: f"{t.config['trial']['label']}-{t.trial_id}",
+    )
+    return space, config
+
+
+def run_tuner(
+    plan: Plan,
+    execution: Execution,
+    uri: str,
+    data_root: str,
+    address: str | None,
+    measured: dict,
+) -> TuneOutcome:
     """Run the trials with Ray Tune, restoring the experiment when one was interrupted."""
     import ray
 
@@ -37,7 +78,13 @@ def run_tuner(plan: Plan, execution: Execution, uri: str, data_root: str, addres
     common, per_trial = trial_space(plan, execution, uri, data_root)
     resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
     trainable = tune.with_resources(train_trial, resources)
-    progress = SweepProgress(len(plan.trials), plan.seed_epochs)
+    n_trials = spec.search.num_samples if spec.search else len(plan.trials)
+    work = (
+        spec.search.num_samples * len(spec.grid.seed_list) * spec.train.epochs
+        if spec.search
+        else plan.seed_epochs
+    )
+    progress = SweepProgress(n_trials, work)
     run_config = tune.RunConfig(
         name=execution.tune_path.name,
         storage_path=str(execution.tune_path.parent),
@@ -50,6 +97,14 @@ def run_tuner(plan: Plan, execution: Execution, uri: str, data_root: str, addres
     try:
         if tune.Tuner.can_restore(str(execution.tune_path)):
             tuner = tune.Tuner.restore(str(execution.tune_path), trainable, resume_errored=True)
+        elif spec.search is not None:
+            space, tune_config = _search_setup(plan, execution, measured)
+            tuner = tune.Tuner(
+                trainable,
+                param_space={**common, **space},
+                tune_config=tune_config,
+                run_config=run_config,
+            )
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -65,12 +120,17 @@ def run_tuner(plan: Plan, execution: Execution, uri: str, data_root: str, addres
             return outcome
         for result in results:
             label = _dirname_from_config(result.config)
+            if spec.search is not None:
+                label = f"{label}#{result.path}"
             if result.error is not None:
                 outcome.errors[label] = _first_line(result.error)
             elif result.metrics.get("done"):
                 outcome.finished.add(label)
             else:
                 outcome.interrupted = True
+        if spec.search is not None and outcome.finished:
+            best = results.get_best_result(spec.search.metric, spec.search.mode)
+            outcome.best = (best.config["overrides"], best.metrics[spec.search.metric])
         return outcome
     finally:
         ray.shutdown()
