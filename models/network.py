@@ -75,6 +75,9 @@ class StackedMLP(nn.Module):
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(n_seeds, 1, d)) for d in self.dims[1:]
         )
+        # plain lists: indexing a ParameterList costs more than a small layer's matmul
+        self._w = list(self.weights)
+        self._b = list(self.biases)
         if config.kind == "bnn":
             self.out_scale = nn.Parameter(
                 torch.full((n_seeds, 1, n_classes), 1.0 / math.sqrt(self.dims[-2]))
@@ -114,17 +117,18 @@ class StackedMLP(nn.Module):
         act = _DNN_ACTIVATIONS[self.config.activation]
         layers: list[torch.Tensor] = []
         h = x
-        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            h = act(torch.matmul(h, w) + b)
+        for w, b in zip(self._w[:-1], self._b[:-1], strict=True):
+            h = act(torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b)
             if keep:
                 layers.append(h)
-        return torch.matmul(h, self.weights[-1]) + self.biases[-1], layers
+        w, b = self._w[-1], self._b[-1]
+        return (torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b), layers
 
     def _forward_bnn(self, x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         cfg = self.config
         layers: list[torch.Tensor] = []
         h = 2 * x - 1 if self.binary_inputs else x
-        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
+        for i, (w, b) in enumerate(zip(self._w[:-1], self._b[:-1], strict=True)):
             pre = torch.matmul(h, binarize_weights(w))
             if cfg.bnn_norm == "batchnorm":
                 pre = self._batchnorm(pre, i) * self.bn_gamma[i] + b
@@ -133,8 +137,8 @@ class StackedMLP(nn.Module):
             h = sign_activation(pre, cfg.activation, cfg.beta)
             if keep:
                 layers.append(h)
-        logits = torch.matmul(h, binarize_weights(self.weights[-1])) * self.out_scale
-        return logits + self.biases[-1], layers
+        logits = torch.matmul(h, binarize_weights(self._w[-1])) * self.out_scale
+        return logits + self._b[-1], layers
 
     def _batchnorm(self, pre: torch.Tensor, i: int) -> torch.Tensor:
         mean_buf = getattr(self, f"bn_mean{i}")
@@ -153,5 +157,5 @@ class StackedMLP(nn.Module):
     def clip_latent_(self) -> None:
         """Clip a BNN's latent real weights to [-1, 1] (call after every optimiser step)."""
         if self.config.kind == "bnn":
-            for w in self.weights:
-                w.clamp_(-1.0, 1.0)
+            torch._foreach_clamp_min_(self._w, -1.0)
+            torch._foreach_clamp_max_(self._w, 1.0)

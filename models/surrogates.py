@@ -40,7 +40,8 @@ SURROGATE_GRADS: dict[str, GradFn] = {
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
     """sign() into {-1, +1}, with sign(0) = +1 so the layer stays binary."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    out = torch.where(x >= 0, 1.0, -1.0)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class _SignWithSurrogate(torch.autograd.Function):

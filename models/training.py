@@ -70,9 +70,13 @@ class Trainer:
         self.measure_idx = np.stack([measure_indices(data, s, measure_on) for s in splits])
         params = list(self.net.parameters())
         if train.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=train.lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                params, lr=train.lr, foreach=True
+            )
         else:
-            self.optimizer = torch.optim.SGD(params, lr=train.lr, momentum=train.momentum)
+            self.optimizer = torch.optim.SGD(
+                params, lr=train.lr, momentum=train.momentum, foreach=True
+            )
         self.epoch = 0
         self.active = np.ones(len(self.seeds), dtype=bool)
         self.failure: list[str | None] = [None] * len(self.seeds)
@@ -110,9 +114,10 @@ class Trainer:
                 for i, seed in enumerate(self.seeds)
             ]
         )
-        active = torch.as_tensor(self.active)
-        g_sum = [torch.zeros_like(w, dtype=torch.float64) for w in net.weights]
-        g_sq = [torch.zeros_like(w, dtype=torch.float64) for w in net.weights]
+        weights = list(net.weights)
+        sizes = [w[0].numel() for w in weights]
+        g_sum = torch.zeros(len(self.seeds), sum(sizes), dtype=torch.float64)
+        g_sq = torch.zeros_like(g_sum)
         n_batches = 0
         for start in range(0, n_train, bs):
             idx = order[:, start : start + bs]
@@ -127,21 +132,17 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=False)
             torch.where(active, per_seed, 0.0).sum().backward()
             with torch.no_grad():
-                for gs, gq, w in zip(g_sum, g_sq, net.weights, strict=True):
-                    g = w.grad.double()
-                    gs += g
-                    gq += g * g
+                g = torch.cat([w.grad.flatten(1) for w in weights], dim=1).double()
+                g_sum += g
+                g_sq.addcmul_(g, g)
             self.optimizer.step()
             net.clip_latent_()
             n_batches += 1
-        snr = np.empty((len(self.seeds), self.n_layers))
-        for layer, (gs, gq) in enumerate(zip(g_sum, g_sq, strict=True)):
-            mean = gs / n_batches
-            var = (gq / n_batches - mean * mean).clamp_(min=0)
-            signal = mean.flatten(1).norm(dim=1)
-            noise = var.flatten(1).sum(dim=1).sqrt()
-            snr[:, layer] = (signal / noise).numpy()
-        return snr
+        mean = g_sum / n_batches
+        var = (g_sq / n_batches - mean * mean).clamp_(min=0)
+        signal = torch.stack([m.norm(dim=1) for m in mean.split(sizes, dim=1)], dim=1)
+        noise = torch.stack([v.sum(dim=1) for v in var.split(sizes, dim=1)], dim=1).sqrt()
+        return (signal / noise).numpy()
 
     @torch.no_grad()
     def _evaluate(self, snr: np.ndarray, keep_layers: bool) -> EpochRecord:
