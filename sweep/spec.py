@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from analysis.estimators import make_estimator
 from models.config import ACTIVATIONS, KINDS, describe_validation_error
 from models.datasets import DATASETS
 from sweep.errors import UsageError
@@ -124,6 +125,12 @@ class MISpec(_Strict):
     def _one_schedule(self) -> MISpec:
         if self.every is not None and self.log_points is not None:
             raise ValueError("give either every or log_points, not both")
+        override = self.estimator_override()
+        if override is not None:
+            try:
+                make_estimator(override[0], **override[1])
+            except ValueError as err:
+                raise ValueError(f"estimator: {str(err).splitlines()[0]}") from None
         return self
 
     def estimator_override(self) -> tuple[str, dict] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -39,9 +38,8 @@ def epoch_metrics(record: EpochRecord, s: int, info: list | None) -> dict[str, f
         "test_acc": float(record.test_acc[s]),
     }
     for k in range(record.grad_snr.shape[1]):
-        snr = float(record.grad_snr[s, k])
-        if math.isfinite(snr):
-            out[f"grad_snr/layer{k + 1}"] = snr
+        if record.epoch > 0:  # NaN when the gradient vanished: logged, so every epoch has one
+            out[f"grad_snr/layer{k + 1}"] = float(record.grad_snr[s, k])
         if info is not None:
             out[f"I_XT/layer{k + 1}"] = info[k].i_xt
             out[f"I_TY/layer{k + 1}"] = info[k].i_ty

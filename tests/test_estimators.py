@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+from scipy.integrate import trapezoid
 from scipy.special import logsumexp
 from scipy.stats import entropy as scipy_entropy
 from sklearn.metrics import mutual_info_score
@@ -169,6 +170,17 @@ def test_exact_counts_zero_signs_and_int_and_wide_layers() -> None:
         res = est.estimate(t, np.repeat(np.arange(64) % 2, 8))
         assert res.i_xt == pytest.approx(6.0, abs=1e-12)
         assert res.i_ty == pytest.approx(1.0, abs=1e-12)
+
+
+def test_exact_accepts_unsigned_and_bfloat16_layers() -> None:
+    y = np.array([0, 1, 0, 1])
+    top = 2**64 - 1
+    for column in ([top, top - 2, top, 5], [top, top - 2, top, top - 1]):  # wide, narrow range
+        t = np.array(column, dtype=np.uint64)[:, None]
+        assert make_estimator("exact").estimate(t, y).n_states == 3
+    signs = torch.tensor([[1, -1], [-1, 1], [1, -1], [1, 1]], dtype=torch.bfloat16)
+    res = make_estimator("exact").estimate(signs, torch.tensor(y))
+    assert res.n_states == 3 and res.i_xt == pytest.approx(h2(0.5, 0.25, 0.25))
 
 
 def test_exact_obeys_data_processing_along_a_random_bnn() -> None:
@@ -339,7 +351,7 @@ def test_kde_bounds_bracket_the_true_mixture_information() -> None:
     points, s2 = np.array([0.0, 0.1, 0.15, 0.5, 1.2]), 0.02
     grid = np.linspace(-2, 3.5, 200_001)
     dens = np.exp(-((grid[:, None] - points) ** 2) / (2 * s2)).mean(1) / math.sqrt(2 * math.pi * s2)
-    h_mix = -np.trapezoid(dens * np.log(dens), grid)
+    h_mix = -trapezoid(dens * np.log(dens), grid)
     i_true = (h_mix - 0.5 * math.log(2 * math.pi * math.e * s2)) / LN2
     t, y = points[:, None], np.zeros(5, dtype=int)
     lower = make_estimator("kde", noise_var=s2, bound="lower").estimate(t, y).i_xt

@@ -45,22 +45,26 @@ class ExactEstimator(Estimator):
 
 
 def _pattern_entropies(t: np.ndarray, labels: Labels) -> KeyEntropies:
-    lo, hi = t.min(), t.max()
+    """Entropies of the distinct rows of t, coded per unit where the values allow it."""
     n, d = t.shape
-    is_int = np.issubdtype(t.dtype, np.integer)
+    lo, hi = t.min(), t.max()
     if lo == hi:
         return layer_entropies(np.zeros((n, 1), dtype=np.uint8), [1], labels)
     upper = t == hi
-    n_upper = np.count_nonzero(upper)
-    if n_upper + np.count_nonzero(t == lo) == t.size:
+    if np.count_nonzero(upper) + np.count_nonzero(t == lo) == t.size:  # two values, e.g. +-1
         return layer_entropies(upper, [2] * d, labels)
-    n_levels = int(hi) - int(lo) + 1 if is_int else float(hi) - float(lo) + 1
-    if n_levels <= _MAX_INTEGER_LEVELS:
-        if np.issubdtype(t.dtype, np.unsignedinteger):
-            codes = t - lo  # no sign to overflow, even for uint64 values above 2^63
-        else:
-            codes = t.astype(np.int64) - int(lo) if is_int else t - lo
-        if is_int or np.array_equal(codes, np.floor(codes)):
-            return layer_entropies(codes.astype(np.int64, copy=False), [int(n_levels)] * d, labels)
-    ids, _ = unique_row_ids(t if is_int else t + 0.0)  # + 0.0 turns -0.0 into 0.0
+    if np.issubdtype(t.dtype, np.integer):
+        n_levels = int(hi) - int(lo) + 1
+        if n_levels <= _MAX_INTEGER_LEVELS:
+            # Unsigned values cannot overflow when shifted; signed ones are widened first.
+            unsigned = np.issubdtype(t.dtype, np.unsignedinteger)
+            codes = t - lo if unsigned else t.astype(np.int64) - int(lo)
+            return layer_entropies(codes, [n_levels] * d, labels)
+        ids, _ = unique_row_ids(t)
+    else:
+        if hi - lo < _MAX_INTEGER_LEVELS:
+            levels = t - lo
+            if np.array_equal(levels, np.floor(levels)):  # integer-valued, e.g. quantised
+                return layer_entropies(levels.astype(np.int64), [int(hi - lo) + 1] * d, labels)
+        ids, _ = unique_row_ids(t + 0.0)  # + 0.0 turns -0.0 into 0.0
     return layer_entropies(ids[:, None], [int(ids.max()) + 1], labels)
