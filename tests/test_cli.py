@@ -102,7 +102,7 @@ def test_train_csv_with_estimator_override(capsys, tmp_path):
 )
 def test_bad_train_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, argv, expected):
     out_path = tmp_path / "never.parquet"
-    code, out, err = run_cli(capsys, "train", "--epochs", "2", *argv, "--out", str(out_path))
+    code, _out, err = run_cli(capsys, "train", "--epochs", "2", *argv, "--out", str(out_path))
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ibsweep: error: ")

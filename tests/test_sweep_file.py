@@ -1,5 +1,6 @@
 """Sweep files: validation (every fault is one line, exit 2, nothing started), plan, expansion."""
 
+import itertools
 import sys
 
 import pytest
@@ -129,7 +130,7 @@ def test_log_spaced_schedule(tmp_path):
     (tmp_path / "l.yaml").write_text(yaml.safe_dump(spec))
     schedule = expand(load_spec(tmp_path / "l.yaml")).schedule
     assert schedule[0] == 0 and schedule[-1] == 300 and 20 <= len(schedule) <= 31
-    gaps = [b - a for a, b in zip(schedule, schedule[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(schedule)]
     assert gaps[-1] > gaps[0]
 
 

@@ -188,7 +188,7 @@ def test_optuna_search_of_a_few_samples(tmp_path):
     proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best: train.lr=" in proc.stdout
-    client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "tuned")
+    client, _parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "tuned")
     assert len(children) == 3
     lrs = {float(r.data.params["train.lr"]) for r in children}
     assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
