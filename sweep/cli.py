@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train K seeds (seed..seed+K-1) packed in one process"
+    )
     p.add_argument("--mi-every", type=int, default=1, help="measure MI every k epochs")
     p.add_argument(
         "--estimator",
@@ -91,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     p.add_argument("--restart", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-analyze", action="store_true", help="skip the analysis at the end")
+
+    p = sub.add_parser("analyze", help="phase boundaries, verdicts and comparisons of a sweep")
+    p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    p.add_argument("--out", help="output folder (default: ./ibsweep-results/NAME)")
+
+    p = sub.add_parser("submit", help="submit a sweep to a Ray cluster through its job API")
+    p.add_argument("file", metavar="FILE", help="sweep file (YAML)")
+    p.add_argument("--address", help="Ray job API, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    p.add_argument(
+        "--tracking-uri",
+        help="the cluster's MLflow server (default: $MLFLOW_TRACKING_URI on the cluster)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
 
     p = sub.add_parser("ui", help="the MLflow UI on a store, bound to 127.0.0.1")
     p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db)")
@@ -121,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sweep(
                 args.file, args.tracking_uri, args.address, args.restart, not args.no_analyze
             )
+        if args.command == "analyze":
+            from sweep.analyze_command import analyze_sweep
+
+            return analyze_sweep(args.name, args.tracking_uri, args.out)
+        if args.command == "submit":
+            from sweep.submit import submit_sweep
+
+            return submit_sweep(args.file, args.address, args.tracking_uri, not args.no_wait)
         if args.command == "ui":
             return _ui(args.tracking_uri, args.port)
     except UsageError as err:
@@ -165,6 +193,8 @@ def _train(args: argparse.Namespace) -> int:
     from sweep.tables import write_table
 
     model, train = _configs(args)
+    if args.seeds <= 0 or args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 and --seeds positive, got {args.seed}, {args.seeds}")
     if args.mi_every <= 0:
         raise UsageError(f"--mi-every must be a positive integer, got {args.mi_every}")
     if args.measure_on not in (None, "full", "train", "test"):
@@ -177,7 +207,14 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     progress = None if args.quiet else ProgressLine(train.epochs)
     result = train_single(
-        model, train, data, [args.seed], meter, args.measure_on, args.mi_every, progress
+        model,
+        train,
+        data,
+        list(range(args.seed, args.seed + args.seeds)),
+        meter,
+        args.measure_on,
+        args.mi_every,
+        progress,
     )
     from sweep.summary import print_run_summary
 
