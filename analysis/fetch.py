@@ -148,10 +148,10 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fetch_http_bulk(uri: str, wanted: dict[str, list[str]], max_steps: int) -> pd.DataFrame:
-    from mlflow.tracking._tracking_service.utils import _get_default_host_creds
+    from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
 
-    creds = _get_default_host_creds(uri)
+    creds = get_default_host_creds(uri)  # credentials from the environment, as MLflow does
     per_request = max(1, min(_BULK_MAX_RUNS, _BULK_MAX_RESULTS // max_steps))
     keys = sorted({k for ks in wanted.values() for k in ks})
     jobs = []
