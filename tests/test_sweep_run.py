@@ -196,3 +196,37 @@ def test_optuna_search_of_a_few_samples(tmp_path):
     for run in children:
         assert run.data.params["seed"] == "4" and run.info.status == "FINISHED"
         assert_histories_exact(client, run, [0, 5, 10], 6)
+
+
+def test_ui_serves_the_store_on_loopback(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tests.services import free_port
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("seen")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+
+        def serving():
+            try:
+                return client.get_experiment_by_name("seen") is not None
+            except Exception:
+                return False
+
+        assert _wait_for(serving, 120, proc), "ibsweep ui did not serve the store"
+        listening = {
+            c.laddr.ip
+            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
+            for c in p.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert listening == {"127.0.0.1"}
+    finally:
+        kill_tree(proc, signal.SIGTERM)
