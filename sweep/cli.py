@@ -154,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"ibsweep: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     parser.error(f"unknown command {args.command}")
     return 2
 
