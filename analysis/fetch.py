@@ -5,7 +5,9 @@ MLflow has no bulk export, and one history request per (run, metric) is slow ove
 - an ``http(s)://`` tracking server is asked through its bulk-history endpoint
   (``/ajax-api/2.0/mlflow/metrics/get-history-bulk``: up to 100 runs per request), with
   requests in parallel;
-- any other store falls back to ``get_metric_history`` calls in parallel.
+- any other store falls back to ``get_metric_history`` calls in parallel;
+- a finished run that stored its series as one Parquet artifact (analysis.series_artifact)
+  is read from that file instead, in parallel: the fastest way through a tracking server.
 The cache keeps each finished run's rows with the run's status and end time; a later fetch
 asks MLflow only for runs that are new or changed (a run still RUNNING is always fetched).
 """
@@ -25,6 +27,8 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from analysis.series_artifact import TAG, read_series_artifacts
 
 EPOCH_METRICS = {"loss": "loss", "train_acc": "train_acc", "test_acc": "test_acc"}
 LAYER_METRICS = {"I_XT": "i_xt", "I_TY": "i_ty", "grad_snr": "grad_snr"}
@@ -107,10 +111,15 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
         return _fetch_sqlite(uri, wanted)
-    if scheme in ("http", "https"):
+    stored = [r.info.run_id for r in runs if r.data.tags.get(TAG) and run_signature(r) is not None]
+    rest = {k: v for k, v in wanted.items() if k not in set(stored)}
+    parts = [read_series_artifacts(client, stored)] if stored else []
+    if scheme in ("http", "https") and rest:
         max_steps = max(int(r.data.params.get("train.epochs", 1000)) + 1 for r in runs)
-        return _fetch_http_bulk(uri, wanted, max_steps)
-    return _fetch_per_metric(client, wanted)
+        parts.append(_fetch_http_bulk(uri, rest, max_steps))
+    elif rest:
+        parts.append(_fetch_per_metric(client, rest))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _n_layers(run: Run) -> int:

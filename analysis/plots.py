@@ -20,6 +20,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from analysis.parallel import process_map
+
 DPI = 100
 _CMAP = "viridis"
 _MARKS = {
@@ -175,8 +177,12 @@ def make_figures(
     phase_df: pd.DataFrame,
     config_cols: Sequence[str],
     out_dir: str | Path,
+    workers: int = 1,
 ) -> dict[str, Path]:
-    """Write every figure for a sweep under out_dir/figures; return {caption: path}."""
+    """Write every figure for a sweep under out_dir/figures; return {caption: path}.
+
+    With ``workers`` > 1 the configurations' figures are drawn in that many processes.
+    """
     fig_dir = Path(out_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     configs = configurations(series_df, config_cols)
@@ -185,16 +191,27 @@ def make_figures(
             series_df, configs, fig_dir / "comparison.png"
         )
     }
-    for i, config in enumerate(configs, start=1):
-        slug = f"{i:02d}_{_slug(config)}"
-        label = config_label(config)
-        figures[f"Information plane: {label}"] = plot_information_plane(
-            series_df, config, fig_dir / f"plane_{slug}.png"
-        )
-        figures[f"Trajectories: {label}"] = plot_trajectories(
-            series_df, phase_df, config, fig_dir / f"trajectories_{slug}.png"
-        )
+    jobs = [
+        (i, config, select(series_df, config), select(phase_df, config), fig_dir)
+        for i, config in enumerate(configs, start=1)
+    ]
+    for part in process_map(_config_figures, jobs, workers):
+        figures.update(part)
     return figures
+
+
+def _config_figures(job: tuple) -> dict[str, Path]:
+    i, config, series_df, phase_df, fig_dir = job
+    slug = f"{i:02d}_{_slug(config)}"
+    label = config_label(config)
+    return {
+        f"Information plane: {label}": plot_information_plane(
+            series_df, config, fig_dir / f"plane_{slug}.png"
+        ),
+        f"Trajectories: {label}": plot_trajectories(
+            series_df, phase_df, config, fig_dir / f"trajectories_{slug}.png"
+        ),
+    }
 
 
 def _draw_plane(ax: Axes, mean: pd.DataFrame, norm: Normalize) -> None:

@@ -20,6 +20,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis.fetch import SweepSeries, fetch_series, run_signature
+from analysis.parallel import default_workers, process_map, split
 from analysis.phases import PHASE_STATS, run_phases
 from analysis.plots import make_figures
 from analysis.report import write_report
@@ -29,6 +30,7 @@ from analysis.verdicts import classify_runs
 MODEL_AXIS = "model"
 _MODEL_PARTS = ("model.kind", "model.activation", "model.beta", "model.bnn_norm")
 _ARTIFACT_PATH = "analysis"
+_MIN_RUNS_PER_WORKER = 8  # below this, starting processes costs more than it saves
 
 
 @dataclass
@@ -83,7 +85,11 @@ def _model_label(df: pd.DataFrame) -> pd.Series:
     return label
 
 
-def _phases(series: SweepSeries, cache: Path) -> pd.DataFrame:
+def _run_phases_job(job: tuple[pd.DataFrame, list[str]]) -> pd.DataFrame:
+    return run_phases(*job)
+
+
+def _phases(series: SweepSeries, cache: Path, workers: int) -> pd.DataFrame:
     """Phase statistics per run and layer, recomputed only for fetched runs."""
     path = cache / "phases.parquet"
     old = pd.read_parquet(path) if path.exists() else None
@@ -94,7 +100,10 @@ def _phases(series: SweepSeries, cache: Path) -> pd.DataFrame:
     todo = series.table[series.table["run_id"].isin(set(series.fetched))]
     todo = todo[todo["epoch"] >= 1]  # a log-epoch axis starts at epoch 1
     if not todo.empty:
-        parts.append(run_phases(todo, series.config_cols))
+        ids = todo["run_id"].unique().tolist()
+        chunks = split(ids, workers if len(ids) >= _MIN_RUNS_PER_WORKER * workers else 1)
+        jobs = [(todo[todo["run_id"].isin(c)], series.config_cols) for c in chunks]
+        parts += process_map(_run_phases_job, jobs, workers)
     phases = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     for col in series.config_cols:
         if col in phases.columns:
@@ -155,7 +164,8 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
     table = series.table
     table.to_parquet(out / "series.parquet", index=False)
     config_cols = series.config_cols
-    phases = _phases(series, cache)
+    workers = default_workers()
+    phases = _phases(series, cache, workers)
     client = MlflowClient(uri)
     _log_back(client, phases, set(series.fetched))
     phases.to_csv(out / "phases.csv", index=False)
@@ -166,7 +176,7 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
     comparisons.to_csv(out / "comparisons.csv", index=False)
     display = varying_columns(table, config_cols)
     plot_series = table[table["epoch"] >= 1]
-    figures = make_figures(plot_series, phases, display, out)
+    figures = make_figures(plot_series, phases, display, out, workers)
     shown = verdicts[[*display, *[c for c in verdicts.columns if c not in config_cols]]]
     report = write_report(
         out,
