@@ -13,7 +13,7 @@ from analysis.estimators.base import (
     EstimatorParams,
     Labels,
     MIResult,
-    make_result,
+    counting_result,
 )
 from analysis.estimators.counting import layer_entropies
 
@@ -40,17 +40,7 @@ class AdaptiveEstimator(Estimator):
     def _estimate(self, t: np.ndarray, labels: Labels) -> MIResult:
         n_bins = self.params.n_bins
         ent = layer_entropies(equal_mass_codes(t, n_bins), [n_bins] * t.shape[1], labels)
-        h_t = float(ent.h_t[0])
-        return make_result(
-            self,
-            i_xt=h_t,
-            i_ty=float(ent.i_ty[0]),
-            h_t=h_t,
-            h_t_given_x=0.0,
-            labels=labels,
-            n_states=int(ent.n_states[0]),
-            n_samples=t.shape[0],
-        )
+        return counting_result(self, ent, labels, t.shape[0])
 
 
 def equal_mass_codes(t: np.ndarray, n_bins: int) -> np.ndarray:

@@ -218,6 +218,30 @@ def entropy_bits(counts: np.ndarray, n: int) -> float:
     return max(0.0, math.log2(n) - float(c @ np.log2(c)) / n)
 
 
+def counting_result(
+    estimator: Estimator,
+    ent: Any,
+    labels: Labels,
+    n_samples: int,
+    clipped_fraction: float = 0.0,
+    params: dict[str, Any] | None = None,
+) -> MIResult:
+    """The result of a counting estimator from its layer's entropies (I(X;T) = H(T))."""
+    h_t = float(ent.h_t[0])
+    return make_result(
+        estimator,
+        i_xt=h_t,
+        i_ty=float(ent.i_ty[0]),
+        h_t=h_t,
+        h_t_given_x=0.0,
+        labels=labels,
+        n_states=int(ent.n_states[0]),
+        n_samples=n_samples,
+        clipped_fraction=clipped_fraction,
+        params=params,
+    )
+
+
 def make_result(
     estimator: Estimator,
     *,

@@ -18,7 +18,7 @@ from analysis.estimators.base import (
     Labels,
     MIResult,
     NotFittedError,
-    make_result,
+    counting_result,
     validate_layer,
 )
 from analysis.estimators.counting import layer_entropies
@@ -113,18 +113,8 @@ class BinningEstimator(Estimator):
         n_bins = np.maximum(np.ceil(span / width - 1e-9), 1).astype(np.int64)
         codes, n_clipped = _digitize(t, lo, hi, 1.0 / width, n_bins)
         ent = layer_entropies(codes, np.broadcast_to(n_bins, t.shape[1]).tolist(), labels)
-        h_t = float(ent.h_t[0])
-        return make_result(
-            self,
-            i_xt=h_t,
-            i_ty=float(ent.i_ty[0]),
-            h_t=h_t,
-            h_t_given_x=0.0,
-            labels=labels,
-            n_states=int(ent.n_states[0]),
-            n_samples=t.shape[0],
-            clipped_fraction=n_clipped / t.size,
-            params=self._used_params(lo, hi, n_bins),
+        return counting_result(
+            self, ent, labels, t.shape[0], n_clipped / t.size, self._used_params(lo, hi, n_bins)
         )
 
     def _range(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

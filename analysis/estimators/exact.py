@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from analysis.estimators.base import Estimator, EstimatorParams, Labels, MIResult, make_result
+from analysis.estimators.base import Estimator, EstimatorParams, Labels, MIResult, counting_result
 from analysis.estimators.counting import KeyEntropies, layer_entropies, unique_row_ids
 
 _MAX_INTEGER_LEVELS = 1 << 16
@@ -31,17 +31,7 @@ class ExactEstimator(Estimator):
 
     def _estimate(self, t: np.ndarray, labels: Labels) -> MIResult:
         ent = _pattern_entropies(t, labels)
-        h_t = float(ent.h_t[0])
-        return make_result(
-            self,
-            i_xt=h_t,
-            i_ty=float(ent.i_ty[0]),
-            h_t=h_t,
-            h_t_given_x=0.0,
-            labels=labels,
-            n_states=int(ent.n_states[0]),
-            n_samples=t.shape[0],
-        )
+        return counting_result(self, ent, labels, t.shape[0])
 
 
 def _pattern_entropies(t: np.ndarray, labels: Labels) -> KeyEntropies:
