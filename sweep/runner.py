@@ -14,7 +14,7 @@ from models.datasets import DatasetError, load_dataset, measure_indices, split_i
 from sweep.errors import UsageError
 from sweep.grid import Plan, Trial, expand, train_config
 from sweep.measure import LayerMeter
-from sweep.spec import SweepSpec, load_spec
+from sweep.spec import SweepSpec, load_spec, uri_has_password
 from sweep.store import (
     child_runs,
     create_child,
@@ -24,21 +24,93 @@ from sweep.store import (
     package_version,
     set_tags,
 )
-from sweep.tracking import resolve_tracking_uri
+from sweep.tracking import (
+    DEFAULT_RETRY_S,
+    UNAVAILABLE,
+    Spool,
+    TrackingUnavailable,
+    resolve_tracking_uri,
+    server_reachable,
+)
 
 DEFAULT_STORAGE = ".ibsweep/tune"
+SHARED_STORAGE_ENV = "IBSWEEP_SHARED_STORAGE"
 
 
 @dataclass
 class Execution:
-    """One execution of a sweep in MLflow: the parent run and each child run by key."""
+    """One execution of a sweep in MLflow: the parent run and each child run by key.
+
+    ``tune_path`` is Tune's experiment folder: a path, or a URI such as s3://bucket/x.
+    """
 
     experiment_id: str
     parent_id: str
     resumed: bool
-    tune_path: Path
+    tune_path: str
     run_ids: dict[str, str]
     complete: bool = False
+
+    @property
+    def spool(self) -> Spool:
+        """Where trials keep the points the tracking store did not take."""
+        storage, name = self.tune_path.rstrip("/").rsplit("/", 1)
+        return Spool(f"{storage}/spool/{name}")
+
+
+def resolve_storage(raw: str | None) -> str:
+    """Tune's storage: a URI (s3://, gs://, ...) as given, else an absolute path."""
+    raw = raw or DEFAULT_STORAGE
+    if "://" in raw and not raw.startswith("file://"):
+        return raw.rstrip("/")
+    return str(Path(raw.removeprefix("file://")).expanduser().resolve())
+
+
+def storage_is_shared(storage: str) -> bool:
+    """Whether every node sees ``storage``: a URI, or a path under $IBSWEEP_SHARED_STORAGE."""
+    if "://" in storage:
+        return True
+    roots = [r for r in os.environ.get(SHARED_STORAGE_ENV, "").split(os.pathsep) if r.strip()]
+    path = Path(storage)
+    return any(path.is_relative_to(Path(r).expanduser().resolve()) for r in roots)
+
+
+def tracking_is_local(uri: str) -> bool:
+    """Whether a tracking URI is a store on this machine's disk (SQLite, file:, a plain path)."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    return scheme in ("", "file", "sqlite")
+
+
+def _loopback(uri: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(uri).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def check_cluster(where: Path, nodes: list[dict], uri: str, storage: str) -> None:
+    """Refuse stores a multi-node cluster cannot share; ``nodes`` are Ray's alive nodes."""
+    if len(nodes) <= 1:
+        return
+    n, hosts = len(nodes), {node["NodeManagerAddress"] for node in nodes}
+    if tracking_is_local(uri):
+        raise UsageError(
+            f"{where}: tracking URI {uri} is a store on one machine's disk, but the Ray cluster "
+            f"has {n} nodes; use the cluster's MLflow server (http://HEAD:5000) or a database "
+            "server (postgresql://...)"
+        )
+    if len(hosts) > 1 and _loopback(uri):
+        raise UsageError(
+            f"{where}: tracking URI {uri} is a loopback address, but the Ray cluster's {n} nodes "
+            "are on different hosts; use the server's address on the cluster's private network"
+        )
+    if not storage_is_shared(storage):
+        declared = os.environ.get(SHARED_STORAGE_ENV) or "unset"
+        raise UsageError(
+            f"{where}: storage {storage} is local to this machine, but the Ray cluster has {n} "
+            f"nodes; give a storage every node shares: s3://..., gs://..., or a path under "
+            f"${SHARED_STORAGE_ENV} (now {declared})"
+        )
 
 
 def data_dir(spec: SweepSpec) -> str:
@@ -99,7 +171,7 @@ def prepare_execution(
     plan: Plan,
     spec_path: Path,
     measured: dict[str, tuple[str, int]],
-    storage: Path,
+    storage: str,
     restart: bool,
 ) -> Execution:
     """Create (or find, to resume) the parent run and every child run, before any trial starts."""
@@ -120,8 +192,8 @@ def prepare_execution(
             },
         )
         parent_id = parent_run.info.run_id
-        tune_path = storage / f"{spec.name}-{parent_id[:8]}"
-        set_tags(client, parent_id, {"ibsweep.tune_path": str(tune_path)})
+        tune_path = f"{storage}/{spec.name}-{parent_id[:8]}"
+        set_tags(client, parent_id, {"ibsweep.tune_path": tune_path})
         log_params(
             client,
             parent_id,
@@ -137,7 +209,7 @@ def prepare_execution(
         client.log_artifact(parent_id, str(spec_path), artifact_path="sweep")
     else:
         parent_id = parent.info.run_id
-        tune_path = Path(parent.data.tags["ibsweep.tune_path"])
+        tune_path = parent.data.tags["ibsweep.tune_path"]
         if parent.info.status == "FINISHED":
             return Execution(exp_id, parent_id, True, tune_path, {}, complete=True)
         client.update_run(parent_id, status="RUNNING")
@@ -166,6 +238,8 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
         "schedule": plan.schedule,
         "measure_on": spec.mi.measure_on,
         "estimator": spec.mi.estimator_override(),
+        "tracking_retry_s": spec.tracking.retry_s or DEFAULT_RETRY_S,
+        "spool": execution.spool.root,
     }
     per_trial = [
         {
@@ -200,16 +274,97 @@ def search_trial(plan: Plan, execution: Execution, measured: dict[str, tuple[str
     }
 
 
+def ray_token_available() -> bool:
+    """Whether a Ray token is at hand: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).expanduser().is_file()
+
+
+def use_ray_token() -> bool:
+    """Turn on Ray token authentication when RAY_AUTH_MODE is unset and a token is at hand.
+
+    As Ray does for a cluster it finds by itself; RAY_AUTH_MODE=disabled never sends a token.
+    Ray reads the mode when it is first imported, so this runs before ``import ray``.
+    Returns whether token authentication is on.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
 def init_ray(address: str | None, cpus: int | None = None) -> None:
     """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        use_ray_token()
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS")
     kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
+    if not address:
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+        return
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError) as err:
+        raise UsageError(
+            f"cannot connect to the Ray cluster at {address} ({str(err).splitlines()[0]}); check "
+            "the address, and for token authentication RAY_AUTH_MODE=token with RAY_AUTH_TOKEN "
+            "or RAY_AUTH_TOKEN_PATH"
+        ) from None
+
+
+def alive_nodes() -> list[dict]:
+    """The alive nodes of the connected Ray cluster."""
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive")]
+
+
+def deliver_spool(client: MlflowClient, execution: Execution, retry_s: float) -> None:
+    """Deliver the points trials spooled in an earlier execution, before any trial starts."""
+    held, runs = execution.spool.count()
+    if held:
+        written = execution.spool.deliver(client, retry_s=retry_s)
+        print(
+            f"delivered {written} spooled points of {runs} runs "
+            f"({held - written} were already in MLflow)",
+            file=sys.stderr,
+        )
+
+
+def stopped_by_tracking(
+    client: MlflowClient, execution: Execution, errors: dict[str, str], uri: str, path: Path
+) -> int | None:
+    """After Tune: exit code 1 with a clear error when the tracking store stopped trials.
+
+    Such trials stay unfinished (their runs are not marked), so the next ``ibsweep run`` of
+    the same file delivers the spooled points and resumes them from their checkpoints.
+    """
+    stopped = sorted(label for label, reason in errors.items() if UNAVAILABLE in reason)
+    held, runs = execution.spool.count()
+    if held and server_reachable(uri):
+        try:
+            deliver_spool(client, execution, 60.0)
+            held, runs = execution.spool.count()
+        except TrackingUnavailable:
+            pass
+    if not stopped and not held:
+        return None
+    what = (
+        f"stopped {len(stopped)} trials ({errors[stopped[0]]})"
+        if stopped
+        else "did not take the spooled points"
+    )
+    kept = f"; {held} points of {runs} runs are kept in {execution.spool.root}" if held else ""
+    print(
+        f"ibsweep: error: the tracking store {uri} {what}{kept}. When it is back, run "
+        f"`ibsweep run {path}` again: spooled points are delivered first and the trials resume "
+        "from their checkpoints",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def run_sweep(
@@ -233,8 +388,19 @@ def run_sweep(
         )
     data_root = data_dir(spec)
     measured = check_inputs(plan, data_root)
-    uri = resolve_tracking_uri(tracking_uri, spec.tracking.get("uri"))
-    storage = Path(spec.storage or DEFAULT_STORAGE).expanduser().resolve()
+    uri = resolve_tracking_uri(tracking_uri, spec.tracking.uri)
+    if uri_has_password(uri):
+        raise UsageError(
+            "the tracking URI holds a password; put credentials in MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD (environment) instead"
+        )
+    storage = resolve_storage(spec.storage)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:  # on a cluster, refuse what its nodes cannot share before anything starts
+        init_ray(address)
+        check_cluster(path, alive_nodes(), uri, storage)
+    if not server_reachable(uri):
+        raise UsageError(f"the tracking server {uri} does not answer; is it running?")
     client = MlflowClient(uri)
     execution = prepare_execution(client, plan, path, measured, storage, restart)
     if execution.complete:
@@ -250,9 +416,16 @@ def run_sweep(
         f"{plan.seed_epochs} seed-epochs; MLflow {uri} (parent run {execution.parent_id})",
         file=sys.stderr,
     )
+    try:
+        deliver_spool(client, execution, spec.tracking.retry_s or DEFAULT_RETRY_S)
+    except TrackingUnavailable as err:
+        raise UsageError(f"{err}; the points stay in {execution.spool.root}") from None
     from sweep.tuning import run_tuner
 
     outcome = run_tuner(plan, execution, uri, data_root, address, measured)
+    code = stopped_by_tracking(client, execution, outcome.errors, uri, path)
+    if code is not None:
+        return code
     from sweep.outcome import finish_execution
 
     return finish_execution(client, plan, execution, outcome, uri, analyze)

@@ -186,6 +186,49 @@ class SearchSpec(_Strict):
         return v
 
 
+_CREDENTIAL_KEYS = ("username", "user", "password", "token", "secret", "key")
+
+
+class TrackingSpec(_Strict):
+    """Where runs are tracked, and how long a trial keeps retrying an unreachable store."""
+
+    uri: str | None = None
+    retry_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: object) -> object:
+        if isinstance(data, dict):
+            secret = [k for k in data if any(w in str(k).lower() for w in _CREDENTIAL_KEYS)]
+            if secret:
+                raise ValueError(
+                    f"'{secret[0]}' does not belong in a sweep file; credentials come from the "
+                    "environment (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD or "
+                    "MLFLOW_TRACKING_TOKEN); allowed keys: uri, retry_s"
+                )
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _no_password_in_uri(cls, v: str | None) -> str | None:
+        if v is not None and uri_has_password(v):
+            raise ValueError(
+                "the URI holds a password; put credentials in MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (environment), not in the sweep file"
+            )
+        return v
+
+
+def uri_has_password(uri: str) -> bool:
+    """Whether a URI carries a password (``scheme://user:secret@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(uri).password)
+    except ValueError:
+        return False
+
+
 class SweepSpec(_Strict):
     """A whole sweep file."""
 
@@ -195,7 +238,7 @@ class SweepSpec(_Strict):
     mi: MISpec = Field(default_factory=MISpec)
     data: dict[Literal["dir"], str] = Field(default_factory=dict)
     resources: dict[Literal["cpu", "gpu"], float] = Field(default_factory=lambda: {"cpu": 1})
-    tracking: dict[Literal["uri"], str] = Field(default_factory=dict)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str | None = None
     max_failures: int = Field(2, ge=0)
     seeds_per_trial: int = Field(1, gt=0)
@@ -220,7 +263,10 @@ class SweepSpec(_Strict):
 
     def digest(self) -> str:
         """A short hash of the normalised spec: the same sweep gives the same digest."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        # retry_s is how a run copes with outages, not what it computes
+        data["tracking"] = self.tracking.model_dump(exclude_none=True, exclude={"retry_s"})
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

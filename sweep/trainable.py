@@ -18,7 +18,15 @@ from models.datasets import Dataset, load_dataset
 from models.training import EpochRecord, Trainer
 from sweep.measure import LayerMeter
 from sweep.store import child_runs, create_child, package_version
-from sweep.tracking import MetricSink, layer_keys, logged_steps
+from sweep.tracking import (
+    DEFAULT_RETRY_S,
+    MetricSink,
+    Spool,
+    call_with_retry,
+    fail_fast_http,
+    layer_keys,
+    logged_steps,
+)
 
 REPORT_S = 2.0
 CHECKPOINT_S = 10.0
@@ -105,9 +113,16 @@ def train_trial(config: dict) -> None:
     """Train the trial described by ``config`` (see ``sweep.runner``), resuming if possible."""
     config = {**config, **config["trial"]}
     torch.set_num_threads(int(config["threads"]))
+    fail_fast_http()
+    retry_s = float(config.get("tracking_retry_s", DEFAULT_RETRY_S))
+    spool = Spool(config["spool"]) if config.get("spool") else None
     client = MlflowClient(config["tracking_uri"])
-    run_ids: list[str] = config.get("run_ids") or _search_runs(client, config)
-    statuses = [client.get_run(r).info.status for r in run_ids]
+    run_ids: list[str] = config.get("run_ids") or call_with_retry(
+        lambda: _search_runs(client, config), retry_s, "creating the runs"
+    )
+    statuses = call_with_retry(
+        lambda: [client.get_run(r).info.status for r in run_ids], retry_s, "reading the runs"
+    )
     if all(s in ("FINISHED", "FAILED") for s in statuses):
         tune.report({"done": True, "skipped": True})
         return
@@ -124,10 +139,15 @@ def train_trial(config: dict) -> None:
     meter = LayerMeter(model, config["estimator"])
     schedule = set(config["schedule"])
     labels = trainer.measure_labels
-    sink = MetricSink(client)
+    if spool is not None:  # points an earlier attempt could not deliver go first
+        spool.deliver(client, run_ids, retry_s)
+    sink = MetricSink(client, retry_s=retry_s, spool=spool)
     keys = layer_keys(trainer.n_layers)
     for run_id in run_ids:
-        sink.skip_through(run_id, logged_steps(client, run_id, keys))
+        steps = call_with_retry(
+            lambda r=run_id: logged_steps(client, r, keys), retry_s, "reading logged steps"
+        )
+        sink.skip_through(run_id, steps)
     if "search" not in config:  # a searcher needs its metric in every result
         tune.report({"epoch": trainer.epoch, "done": False})
     last_report = last_ckpt = time.monotonic()
@@ -147,8 +167,9 @@ def train_trial(config: dict) -> None:
                     metrics = epoch_metrics(record, s, info[j] if info else None)
                     sink.add(run_ids[s], metrics, record.epoch)
             now = time.monotonic()
-            if now - last_ckpt >= CHECKPOINT_S:
-                sink.flush()  # a checkpoint never runs ahead of what MLflow holds
+            # A checkpoint never runs ahead of what MLflow holds, so none while it is failing:
+            # training goes on, the sink keeps the points and retries.
+            if now - last_ckpt >= CHECKPOINT_S and sink.try_flush():
                 tune.report(_summary(record, record.active, False), checkpoint=_save(trainer))
                 last_ckpt = last_report = now
             elif now - last_report >= REPORT_S:
@@ -163,8 +184,13 @@ def train_trial(config: dict) -> None:
             continue
         failure = trainer.failure[s]
         if failure is not None:
-            client.set_tag(run_id, "ibsweep.failure", failure)
-        client.set_terminated(
-            run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED)
+            call_with_retry(
+                lambda r=run_id, f=failure: client.set_tag(r, "ibsweep.failure", f),
+                retry_s,
+                "tagging a run",
+            )
+        status = RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED)
+        call_with_retry(
+            lambda r=run_id, st=status: client.set_terminated(r, st), retry_s, "ending a run"
         )
     tune.report(_summary(record, trainer.active, True), checkpoint=_save(trainer))

@@ -85,18 +85,20 @@ def run_tuner(
         else plan.seed_epochs
     )
     progress = SweepProgress(n_trials, work)
+    storage_path, name = execution.tune_path.rstrip("/").rsplit("/", 1)
     run_config = tune.RunConfig(
-        name=execution.tune_path.name,
-        storage_path=str(execution.tune_path.parent),
+        name=name,
+        storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[progress],
         verbose=0,
     )
-    init_ray(address)
+    if not ray.is_initialized():  # run_sweep connects first to a cluster, to check it
+        init_ray(address)
     try:
-        if tune.Tuner.can_restore(str(execution.tune_path)):
-            tuner = tune.Tuner.restore(str(execution.tune_path), trainable, resume_errored=True)
+        if tune.Tuner.can_restore(execution.tune_path):
+            tuner = tune.Tuner.restore(execution.tune_path, trainable, resume_errored=True)
         elif spec.search is not None:
             space, tune_config = _search_setup(plan, execution, measured)
             tuner = tune.Tuner(

@@ -1,15 +1,19 @@
-"""Real components for tests: the ibsweep CLI as a process, an MLflow server on loopback."""
+"""Real components for tests: the ibsweep CLI as a process, an MLflow server, a Ray cluster."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -36,6 +40,16 @@ def ibsweep(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
     )
 
 
+def wait_for(predicate, timeout: float, proc=None, every: float = 0.5) -> bool:
+    """Poll ``predicate`` until it holds (True), or ``timeout`` passes or ``proc`` ends (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -53,36 +67,183 @@ def kill_tree(proc: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL
     psutil.wait_procs(family, timeout=30)
 
 
-@contextmanager
-def mlflow_server(folder: Path):
-    """A real ``mlflow server`` on a free loopback port, stopped (with its workers) at exit."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-        "--artifacts-destination", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = open(folder / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
+class MlflowServer:
+    """A real ``mlflow server`` on a loopback port that can be stopped and started again."""
+
+    def __init__(self, folder: Path, workers: int = 1) -> None:
+        self.folder, self.workers = folder, workers
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log_path = folder / "mlflow-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> str:
+        """Start the server (same store, same port) and wait until it answers."""
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+            "--artifacts-destination", str(self.folder / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+        ]  # fmt: skip
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
                     if r.status == 200:
-                        break
+                        return self.uri
             except OSError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (folder / "mlflow-server.log").read_text()[-2000:]
-                raise RuntimeError(f"mlflow server did not start: {tail}")
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"mlflow server did not start: {self.log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.5)
-        yield uri
+
+    def stop(self) -> None:
+        """Stop the server and its workers (the store is kept)."""
+        if self.proc is not None:
+            kill_tree(self.proc, signal.SIGTERM)
+            self.proc = None
+
+
+@contextmanager
+def mlflow_server(folder: Path, workers: int = 1):
+    """A real ``mlflow server`` on a free loopback port, stopped (with its workers) at exit."""
+    server = MlflowServer(folder, workers)
+    try:
+        yield server.start()
     finally:
-        kill_tree(proc, signal.SIGTERM)
-        log.close()
+        server.stop()
+
+
+@dataclass
+class RayCluster:
+    """Ray nodes started by a test with ``ray start --block``: the head first, then workers."""
+
+    root: Path
+    port: int
+    dashboard: str
+    env: dict[str, str]
+    nodes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """The GCS address for ``ray.init`` / ``ibsweep run --address``."""
+        return f"127.0.0.1:{self.port}"
+
+    def _start(self, args: list[str], name: str, timeout: float) -> subprocess.Popen:
+        ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                 "--runtime-env-agent-port", "--metrics-export-port"]  # fmt: skip
+        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args]
+        cmd += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+        cmd += [f"{p}={free_port()}" for p in ports]
+        cmd += [f"--temp-dir={self.root / name}"]
+        log_path = self.root / f"{name}.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        self.nodes.append(proc)
+        deadline = time.monotonic() + timeout
+        while "Ray runtime started" not in log_path.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start {name} failed: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        return proc
+
+    def start_head(self, cpus: int, timeout: float = 180) -> None:
+        """Start the head node: GCS, dashboard and job API on 127.0.0.1."""
+        dashboard_port = self.dashboard.rsplit(":", 1)[1]
+        args = [
+            "--head", f"--port={self.port}", f"--num-cpus={cpus}",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}",
+        ]  # fmt: skip
+        self._start(args, "head", timeout)
+
+    def add_node(self, cpus: int, timeout: float = 180) -> subprocess.Popen:
+        """Start one more node that joins the head; returns its ``ray start`` process."""
+        args = [f"--address={self.address}", f"--num-cpus={cpus}"]
+        return self._start(args, f"node{len(self.nodes)}", timeout)
+
+    def alive_nodes(self) -> int:
+        """How many nodes the cluster counts as alive (asked from a separate driver)."""
+        code = (
+            "import ray; ray.init(address='auto', logging_level='ERROR'); "
+            "print('ALIVE', sum(n['Alive'] for n in ray.nodes()))"
+        )
+        env = {**self.env, "RAY_ADDRESS": self.address}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith("ALIVE")]
+        return int(lines[-1].split()[1]) if lines else -1
+
+    def wait_nodes(self, n: int, timeout: float = 180) -> None:
+        """Wait until exactly ``n`` nodes are alive."""
+        deadline = time.monotonic() + timeout
+        while (alive := self.alive_nodes()) != n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{alive} nodes alive, expected {n}")
+            time.sleep(1)
+
+    def kill_node(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a node: its raylet and every process it started (a machine lost)."""
+        kill_tree(proc, signal.SIGKILL)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        """Stop every node and every process that carries this cluster's token path."""
+        for proc in reversed(self.nodes):
+            if proc.poll() is None:
+                kill_tree(proc)  # SIGKILL: nothing of a test cluster is worth a graceful stop
+        marker = self.env["RAY_AUTH_TOKEN_PATH"]
+        strays = []
+        for p in psutil.process_iter():
+            with suppress(psutil.Error):
+                if p.environ().get("RAY_AUTH_TOKEN_PATH") == marker:
+                    strays.append(p)
+        for p in strays:
+            with suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(strays, timeout=30)
+
+
+@contextmanager
+def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict | None = None):
+    """A multi-node Ray cluster on this machine: a head and one node per entry of ``workers``.
+
+    Token authentication is on with a token of its own (not ~/.ray/auth_token); ``env`` is
+    what processes that talk to the cluster need (and what its nodes were started with).
+    Every process it started is ended at exit, also on failure; ``ray stop`` is never used
+    (it would stop every Ray of the machine).
+    """
+    root = Path(tempfile.mkdtemp(prefix="ibs-", dir="/tmp"))  # short: Ray's socket paths
+    token = root / "token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    cluster_env = {
+        **os.environ,
+        **(env or {}),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    cluster_env.pop("RAY_ADDRESS", None)
+    cluster = RayCluster(root, free_port(), f"http://127.0.0.1:{free_port()}", cluster_env)
+    try:
+        cluster.start_head(head_cpus)
+        for cpus in workers:
+            cluster.add_node(cpus)
+        cluster.wait_nodes(1 + len(workers))
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def sweep_runs(uri: str, name: str):

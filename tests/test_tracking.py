@@ -1,9 +1,29 @@
-"""The MLflow metric sink on a real SQLite store: batching, flushing, exactly-once steps."""
+"""The MLflow metric sink on real stores: batching, flushing, exactly-once steps, outages."""
 
+import math
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    REQUEST_LIMIT_EXCEEDED,
+    TEMPORARILY_UNAVAILABLE,
+    UNAUTHENTICATED,
+)
 from mlflow.tracking import MlflowClient
 
 from sweep.store import open_experiment
-from sweep.tracking import MetricSink, layer_keys, logged_steps, resolve_tracking_uri
+from sweep.tracking import (
+    MetricSink,
+    Spool,
+    TrackingUnavailable,
+    call_with_retry,
+    layer_keys,
+    logged_steps,
+    resolve_tracking_uri,
+    transient,
+)
+from tests.services import free_port
 
 
 def _client(tmp_path):
@@ -53,3 +73,90 @@ def test_layer_keys_and_uri_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert resolve_tracking_uri(None, "sqlite:///y.db") == "http://127.0.0.1:5999"
     assert resolve_tracking_uri("sqlite:////abs.db", None) == "sqlite:////abs.db"
+
+
+def _dead_client(monkeypatch):
+    """A client of a tracking server that is not there (connection refused), failing at once."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return MlflowClient(f"http://127.0.0.1:{free_port()}")
+
+
+def test_unreachable_store_spools_points_and_delivery_is_exactly_once(tmp_path, monkeypatch):
+    client, run_id = _client(tmp_path)
+    first = MetricSink(client)
+    for step in range(5):
+        first.add(run_id, {"loss": 1.0 / (step + 1), "gap": float("nan")}, step)
+    first.close()
+    spool = Spool(str(tmp_path / "spool"))
+    sink = MetricSink(_dead_client(monkeypatch), flush_s=0.05, retry_s=1.0, spool=spool)
+    for step in range(3, 10):  # a restart from an older checkpoint repeats steps 3 and 4
+        sink.add(run_id, {"loss": 1.0 / (step + 1), "gap": float("nan")}, step)
+    with pytest.raises(TrackingUnavailable, match=r"no write for 1 s.*14 points of 1 runs kept"):
+        sink.flush()
+    with pytest.raises(TrackingUnavailable):
+        sink.add(run_id, {"loss": 0.0}, 10)
+    with pytest.raises(TrackingUnavailable):
+        sink.close()
+    assert spool.count() == (14, 1)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert spool.deliver(client) == 10  # steps 5..9 of both keys; 3 and 4 are there already
+    for key in ("loss", "gap"):
+        history = client.get_metric_history(run_id, key)
+        assert sorted(m.step for m in history) == list(range(10))
+    assert all(math.isnan(m.value) for m in client.get_metric_history(run_id, "gap"))
+    assert spool.count() == (0, 0)
+    assert spool.deliver(client) == 0
+
+
+def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(tmp_path, monkeypatch):
+    client, run_id = _client(tmp_path)
+    sink = MetricSink(_dead_client(monkeypatch), flush_s=0.05, retry_s=120)
+    for step in range(20):
+        sink.add(run_id, {"loss": float(step)}, step)
+    assert sink.try_flush() is False  # the store is failing: no checkpoint now, no waiting
+    assert sink.failing
+    sink.add(run_id, {"loss": 20.0}, 20)  # training goes on
+    sink.client = client  # the store is back: the sink's next retry reaches it
+    sink.flush()
+    assert not sink.failing
+    assert sink.try_flush() is True
+    sink.close()
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(21))
+
+
+def test_a_refused_write_is_spooled_at_once_not_retried(tmp_path):
+    client, _ = _client(tmp_path)
+    spool = Spool(str(tmp_path / "spool"))
+    sink = MetricSink(client, flush_s=0.05, retry_s=3600, spool=spool)
+    missing = "0" * 32  # no such run: MLflow answers 404, which no retry will change
+    sink.add(missing, {"loss": 1.0}, 0)
+    with pytest.raises(TrackingUnavailable, match="refused"):
+        sink.flush()
+    assert spool.count() == (1, 1)
+
+
+def test_retry_policy_classifies_failures():
+    assert transient(MlflowException("down", error_code=TEMPORARILY_UNAVAILABLE))
+    assert transient(MlflowException("boom"))  # INTERNAL_ERROR: 500
+    assert transient(MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED))
+    assert transient(ConnectionError("refused"))
+    assert not transient(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
+    assert not transient(MlflowException("who", error_code=UNAUTHENTICATED))
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("refused")
+        return "ok"
+
+    assert call_with_retry(flaky, 30, "a flaky call") == "ok" and len(calls) == 3
+
+    def refused():
+        calls.append(1)
+        raise MlflowException("bad", error_code=INVALID_PARAMETER_VALUE)
+
+    calls.clear()
+    with pytest.raises(TrackingUnavailable, match="a refused call failed"):
+        call_with_retry(refused, 3600, "a refused call")
+    assert len(calls) == 1

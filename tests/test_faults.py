@@ -1,0 +1,246 @@
+"""Faults clusters have, survived with every result kept: a node lost mid-sweep, the tracking
+server gone for a while or for good, and many trials logging to one server at once."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep.tracking import Spool
+from tests.services import (
+    MlflowServer,
+    assert_histories_exact,
+    kill_tree,
+    mlflow_server,
+    ray_cluster,
+    sweep_runs,
+    wait_for,
+    write_sweep,
+)
+
+pytestmark = pytest.mark.slow
+
+N_LAYERS = 6  # widths 10,7,5,4,3 and the output layer
+
+
+def _spec(name: str, epochs: int, every: int, activations=("tanh", "relu"), **extra) -> dict:
+    return {
+        "name": name,
+        "grid": {"kind": ["dnn"], "activation": {"dnn": list(activations)}, "seeds": 1},
+        "train": {"epochs": epochs},
+        "mi": {"every": every},
+        "resources": {"cpu": 1},
+        **extra,
+    }
+
+
+def _driver(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """``ibsweep`` as a background process; its output goes to cwd/driver.log."""
+    log = open(cwd / "driver.log", "w")  # noqa: SIM115 - the child holds it
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600):
+    """``ibsweep`` to the end: (exit code, output). Ends what it started, also on timeout."""
+    driver = _driver(args, cwd, env)
+    try:
+        driver.wait(timeout)
+    finally:
+        _stop(driver)
+    return driver.returncode, (cwd / "driver.log").read_text()
+
+
+def _stop(driver: subprocess.Popen) -> None:
+    """End a driver we started and everything it started (its local Ray), if still running."""
+    if driver.poll() is None:
+        kill_tree(driver)
+
+
+def _trial_dirs(storage: Path, name: str) -> list[Path]:
+    return [p for p in storage.glob(f"{name}-*/*") if p.is_dir()]
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _runs_with_metrics(uri: str, name: str) -> int:
+    try:
+        _, _, children = sweep_runs(uri, name)
+    except Exception:  # the experiment does not exist yet
+        return 0
+    return sum(1 for r in children if r.data.metrics and r.info.status == "RUNNING")
+
+
+def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_path):
+    shared = tmp_path / "shared"
+    storage = shared / "tune"
+    spec = _spec("nodeloss", 3000, 10, storage=str(storage), max_failures=3)
+    path = write_sweep(tmp_path, spec)
+    with (
+        mlflow_server(tmp_path) as uri,
+        ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray,
+    ):
+        args = ["run", str(path), "--address", ray.address, "--tracking-uri", uri, "--no-analyze"]
+        driver = _driver(args, tmp_path, ray.env)
+
+        def both_checkpointed_none_finished():
+            dirs = _trial_dirs(storage, "nodeloss")
+            saved = [d for d in dirs if any(d.glob("checkpoint_*"))]
+            if len(saved) < 2:
+                return False
+            _, _, children = sweep_runs(uri, "nodeloss")
+            return not any(r.info.status == "FINISHED" for r in children)
+
+        try:
+            assert wait_for(both_checkpointed_none_finished, 600, driver, every=1), (
+                "never saw both trials checkpointed and running: "
+                + (tmp_path / "driver.log").read_text()[-3000:]
+            )
+            ray.kill_node(ray.nodes[1])  # the worker node: its raylet and its trial, at once
+            driver.wait(900)
+        finally:
+            _stop(driver)
+        log = (tmp_path / "driver.log").read_text()
+        assert driver.returncode == 0, log[-3000:]
+        client, parents, children = sweep_runs(uri, "nodeloss")
+        assert parents[0].info.status == "FINISHED" and len(children) == 2
+        for run in children:
+            assert run.info.status == "FINISHED"
+            assert_histories_exact(client, run, list(range(0, 3001, 10)), N_LAYERS)
+    # The lost trial started again from its checkpoint: after a restore its first report is at
+    # the checkpoint's epoch (> 0), not at epoch 0.
+    restored = [
+        r
+        for d in _trial_dirs(storage, "nodeloss")
+        for r in _results(d)
+        if r.get("iterations_since_restore") == 1 and r.get("epoch", 0) > 0
+    ]
+    assert restored, "no trial resumed from a checkpoint"
+
+
+def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_path):
+    spec = _spec("outage", 1500, 5, tracking={"retry_s": 600})
+    path = write_sweep(tmp_path, spec)
+    storage = tmp_path / ".ibsweep" / "tune"
+    server = MlflowServer(tmp_path)
+    uri = server.start()
+    driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path)
+
+    def epochs() -> dict[str, int]:
+        dirs = _trial_dirs(storage, "outage")
+        return {d.name: max((r.get("epoch", 0) for r in _results(d)), default=0) for d in dirs}
+
+    try:
+        assert wait_for(lambda: _runs_with_metrics(uri, "outage") == 2, 300, driver)
+        before = epochs()
+        down_ms = int(time.time() * 1000)
+        server.stop()
+        # Both trials report 100 more epochs to Tune while MLflow is gone: training goes on.
+        assert wait_for(
+            lambda: len(now := epochs()) == 2 and all(now[k] >= before[k] + 100 for k in before),
+            300,
+            driver,
+        ), (tmp_path / "driver.log").read_text()[-3000:]
+        up_ms = int(time.time() * 1000)
+        server.start()
+        driver.wait(600)
+        assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        client, parents, children = sweep_runs(uri, "outage")
+        assert parents[0].info.status == "FINISHED" and len(children) == 2
+        for run in children:
+            assert run.info.status == "FINISHED"
+            assert_histories_exact(client, run, list(range(0, 1501, 5)), N_LAYERS)
+            stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "loss")]
+            assert any(down_ms < t < up_ms for t in stamps), "no point of the outage arrived"
+    finally:
+        _stop(driver)
+        server.stop()
+    assert not list((storage / "spool").rglob("*.jsonl"))  # nothing had to be spooled
+
+
+def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_path):
+    spec = _spec("gone", 2000, 5, activations=("tanh",), tracking={"retry_s": 5}, max_failures=1)
+    path = write_sweep(tmp_path, spec)
+    server = MlflowServer(tmp_path)
+    uri = server.start()
+    args = ["run", str(path), "--tracking-uri", uri, "--no-analyze"]
+    driver = _driver(args, tmp_path)
+    try:
+        assert wait_for(lambda: _runs_with_metrics(uri, "gone") == 1, 300, driver)
+        server.stop()
+        driver.wait(600)
+    finally:
+        _stop(driver)
+    log = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 1, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("ibsweep: error:")]
+    assert len(errors) == 1, log[-3000:]
+    assert f"the tracking store {uri} stopped 1 trials" in errors[0]
+    assert re.search(r"tracking store unavailable: .*for 5 s\W+no connection", errors[0])
+    assert f"run `ibsweep run {path}` again" in errors[0]
+    spool_dirs = list((tmp_path / ".ibsweep" / "tune" / "spool").glob("gone-*"))
+    assert len(spool_dirs) == 1 and str(spool_dirs[0]) in errors[0]
+    held, runs = Spool(str(spool_dirs[0])).count()
+    assert held > 0 and runs == 1
+
+    server.start()
+    try:
+        client, parents, children = sweep_runs(uri, "gone")
+        assert children[0].info.status == "RUNNING"  # not marked finished with points missing
+        assert parents[0].info.status == "RUNNING"
+        code, log = _run(args, tmp_path)
+        assert code == 0, log[-3000:]
+        assert "resuming sweep 'gone'" in log
+        assert f"delivered {held} spooled points of 1 runs" in log
+        client, parents, children = sweep_runs(uri, "gone")
+        assert parents[0].info.status == "FINISHED"
+        assert children[0].info.status == "FINISHED"
+        assert_histories_exact(client, children[0], list(range(0, 2001, 5)), N_LAYERS)
+        assert Spool(str(spool_dirs[0])).count() == (0, 0)
+    finally:
+        server.stop()
+
+
+def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path):
+    epochs = 400
+    spec = _spec(
+        "load", epochs, 1, activations=("tanh", "relu", "sigmoid", "hardtanh"),
+        resources={"cpu": 0.25},  # 8 trials at once on local Ray's 2 CPUs
+    )  # fmt: skip
+    spec["grid"]["seeds"] = 2
+    path = write_sweep(tmp_path, spec)
+    with mlflow_server(tmp_path, workers=4) as uri:
+        code, log = _run(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path)
+        assert code == 0, log[-3000:]
+        client, _, children = sweep_runs(uri, "load")
+        assert len(children) == 8
+        expected = (epochs + 1) * (3 + 2 * N_LAYERS) + epochs * N_LAYERS  # grad_snr from epoch 1
+        keys = ["loss", "train_acc", "test_acc"] + [
+            f"{m}/layer{k}" for k in range(1, N_LAYERS + 1) for m in ("I_XT", "I_TY", "grad_snr")
+        ]
+        spans, written = [], 0
+        for run in children:
+            histories = {k: client.get_metric_history(run.info.run_id, k) for k in keys}
+            written += sum(len(h) for h in histories.values())
+            assert_histories_exact(client, run, list(range(epochs + 1)), N_LAYERS)
+            stamps = [m.timestamp for m in histories["loss"]]
+            spans.append((min(stamps), max(stamps)))
+        assert written == 8 * expected
+        assert max(s for s, _ in spans) < min(e for _, e in spans), "the 8 trials never overlapped"
+    server_log = (tmp_path / "mlflow-server.log").read_text().lower()
+    for problem in ("database is locked", "deadlock", "traceback", "internal server error"):
+        assert problem not in server_log, problem
