@@ -6,6 +6,7 @@ import functools
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from analysis.series_artifact import write_series_artifact
 from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset, load_dataset
 from models.training import EpochRecord, Trainer
@@ -188,6 +190,13 @@ def train_trial(config: dict) -> None:
                 lambda r=run_id, f=failure: client.set_tag(r, "ibsweep.failure", f),
                 retry_s,
                 "tagging a run",
+            )
+        if failure is None and urlparse(config["tracking_uri"]).scheme in ("http", "https"):
+            # one file per run lets an analysis read a big sweep fast through the server
+            call_with_retry(
+                lambda r=run_id: write_series_artifact(client, r, keys),
+                retry_s,
+                "storing the series artifact",
             )
         status = RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED)
         call_with_retry(

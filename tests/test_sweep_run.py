@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -164,6 +165,14 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path):
         assert parents[0].info.status == "FINISHED"
         assert parents[0].data.metrics["runs_failed"] == 1
         assert client.list_artifacts(parents[0].info.run_id, "sweep")
+        # a finished run stores its series as one file; the analysis reads that (and the
+        # history endpoint for the failed run, which has none)
+        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 2 * 4 + 4 * 3)
+        analysis = ibsweep("analyze", "served", "--tracking-uri", uri, cwd=tmp_path)
+        assert analysis.returncode == 0, analysis.stderr[-3000:]
+        series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")
+        rows = series[series["run_id"] == fine.info.run_id]
+        assert len(rows) == 4 * 4 and rows["i_xt"].notna().all()
 
 
 def test_optuna_search_of_a_few_samples(tmp_path):
