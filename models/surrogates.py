@@ -9,14 +9,18 @@ import torch
 GradFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
+# The gradients are written as chains of in-place float operations: comparisons into bool
+# tensors and torch.where with scalars are several times slower on CPU.
+
+
 def ste_grad(x: torch.Tensor, beta: float) -> torch.Tensor:
     """Straight-through estimator with hardtanh clip: 1 on |x| <= 1, else 0."""
-    return (x.abs() <= 1).to(x.dtype)
+    return x.abs().le_(1)
 
 
 def approx_sign_grad(x: torch.Tensor, beta: float) -> torch.Tensor:
     """ApproxSign (Bi-Real Net): 2 - 2|x| on |x| <= 1, else 0."""
-    return torch.clamp(2 - 2 * x.abs(), min=0)
+    return x.abs().mul_(-2).add_(2).clamp_min_(0)
 
 
 def swish_sign_grad(x: torch.Tensor, beta: float) -> torch.Tensor:
@@ -39,9 +43,8 @@ SURROGATE_GRADS: dict[str, GradFn] = {
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
-    """sign() into {-1, +1}, with sign(0) = +1 so the layer stays binary."""
-    out = torch.where(x >= 0, 1.0, -1.0)
-    return out if out.dtype == x.dtype else out.to(x.dtype)
+    """sign() into {-1, +1}, with sign(+-0) = +1 so the layer stays binary (NaN stays NaN)."""
+    return torch.sign(x).add_(0.5).sign_()
 
 
 class _SignWithSurrogate(torch.autograd.Function):

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.estimators import default_estimator, make_estimator
+from analysis.estimators import (
+    StackedEstimates,
+    default_estimator,
+    estimate_stacked,
+    make_estimator,
+)
 from models.config import ModelConfig
 from sweep.errors import UsageError
 
@@ -65,18 +70,30 @@ class LayerMeter:
         """The estimator of each layer, as logged (layer 1 first)."""
         return [est.describe() for est in self.estimators]
 
+    def estimate(self, layers: Sequence[np.ndarray], labels: np.ndarray) -> StackedEstimates:
+        """MI of every seed and layer as (S, L) arrays; ``layers[l]`` is (S, n, width).
+
+        All seeds and layers in one vectorised pass (``estimate_stacked``), with the same
+        numbers as each layer's estimator applied seed by seed.
+        """
+        return estimate_stacked(self.estimators, layers, labels)
+
     def measure(
         self, layers: Sequence[np.ndarray], labels: np.ndarray, seeds: Sequence[int]
     ) -> list[list[LayerInfo]]:
         """MI per seed (outer) and layer (inner); ``layers[l]`` is (S, n, width)."""
-        out = []
-        for s in range(len(seeds)):
-            row = []
-            for est, rep in zip(self.estimators, layers, strict=True):
-                r = est.estimate(rep[s], labels[s])
-                row.append(LayerInfo(r.i_xt, r.i_ty, int(r.n_states), bool(r.saturated)))
-            out.append(row)
-        return out
+        if len(seeds) == 0:
+            return []
+        return self.infos(self.estimate(layers, labels))
+
+    @staticmethod
+    def infos(est: StackedEstimates) -> list[list[LayerInfo]]:
+        """The (S, L) estimates as rows of LayerInfo, seed by seed."""
+        columns = (a.tolist() for a in (est.i_xt, est.i_ty, est.n_states, est.saturated))
+        return [
+            [LayerInfo(*values) for values in zip(*seed_rows, strict=True)]
+            for seed_rows in zip(*columns, strict=True)
+        ]
 
 
 def measured_epochs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from analysis.estimators import StackedEstimates
 from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset
 from models.training import EpochRecord, Trainer
@@ -31,28 +33,31 @@ class RunResult:
     estimators: list[str] = field(default_factory=list)
 
 
-def records_to_rows(
-    record: EpochRecord, seeds: Sequence[int], info: list | None, n_layers: int
-) -> dict[str, list]:
-    """One row per (seed, layer) of one epoch; MI columns null where not measured."""
-    rows: dict[str, list] = {c: [] for c in COLUMNS}
-    for s, seed in enumerate(seeds):
-        if not record.active[s]:
-            continue
-        for layer in range(n_layers):
-            li = info[s][layer] if info is not None else None
-            rows["seed"].append(seed)
-            rows["epoch"].append(record.epoch)
-            rows["layer"].append(layer + 1)
-            rows["loss"].append(float(record.loss[s]))
-            rows["train_acc"].append(float(record.train_acc[s]))
-            rows["test_acc"].append(float(record.test_acc[s]))
-            rows["i_xt"].append(li.i_xt if li else None)
-            rows["i_ty"].append(li.i_ty if li else None)
-            rows["n_states"].append(li.n_states if li else None)
-            rows["saturated"].append(li.saturated if li else None)
-            rows["grad_snr"].append(float(record.grad_snr[s, layer]))
-    return rows
+def record_columns(
+    record: EpochRecord, seeds: Sequence[int], mi: StackedEstimates | None, n_layers: int
+) -> dict[str, np.ndarray]:
+    """One epoch's rows, one per live seed and layer, as columns.
+
+    ``mi`` holds the live seeds' estimates, or None on epochs not measured (NaN there; the
+    table makes them null).
+    """
+    live = np.flatnonzero(record.active)
+    per_row = functools.partial(np.repeat, repeats=n_layers)
+    shape = (len(live), n_layers)
+    missing = np.full(shape, np.nan)
+    return {
+        "seed": per_row(np.asarray(seeds, dtype=np.int64)[live]),
+        "epoch": np.full(len(live) * n_layers, record.epoch, dtype=np.int64),
+        "layer": np.tile(np.arange(1, n_layers + 1), len(live)),
+        "loss": per_row(record.loss[live]),
+        "train_acc": per_row(record.train_acc[live]),
+        "test_acc": per_row(record.test_acc[live]),
+        "i_xt": (missing if mi is None else mi.i_xt).ravel(),
+        "i_ty": (missing if mi is None else mi.i_ty).ravel(),
+        "n_states": (np.full(shape, -1) if mi is None else mi.n_states).ravel(),
+        "saturated": (np.zeros(shape, dtype=bool) if mi is None else mi.saturated).ravel(),
+        "grad_snr": record.grad_snr[live].ravel(),
+    }
 
 
 def train_single(
@@ -70,33 +75,31 @@ def train_single(
     trainer = Trainer(model, train, data, seeds, measure_on)
     schedule = measured_epochs(train.epochs, every=mi_every)
     labels = trainer.measure_labels
-    columns: dict[str, list] = {c: [] for c in COLUMNS}
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     for record in trainer.run(measure=schedule.__contains__):
-        info = None
+        mi = None
         if record.layers is not None:
-            live = [s for s in range(len(seeds)) if record.active[s]]
-            measured = meter.measure(
-                [rep[live] for rep in record.layers], labels[live], [seeds[s] for s in live]
-            )
-            info = [None] * len(seeds)
-            for s, row in zip(live, measured, strict=True):
-                info[s] = row
-        for key, values in records_to_rows(record, seeds, info, trainer.n_layers).items():
-            columns[key].extend(values)
+            if record.active.all():
+                mi = meter.estimate(record.layers, labels)
+            else:
+                live = record.active
+                mi = meter.estimate([rep[live] for rep in record.layers], labels[live])
+        for key, values in record_columns(record, seeds, mi, trainer.n_layers).items():
+            parts[key].append(values)
         if progress is not None:
             progress(record)
     status = [f or "finished" for f in trainer.failure]
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    measured = ~np.isnan(columns["i_xt"])
     table = pa.table(
         {
-            "seed": pa.array(columns["seed"], pa.int64()),
-            "epoch": pa.array(columns["epoch"], pa.int64()),
-            "layer": pa.array(columns["layer"], pa.int64()),
-            **{k: pa.array(columns[k], pa.float64()) for k in ("loss", "train_acc", "test_acc")},
-            "i_xt": pa.array(columns["i_xt"], pa.float64()),
-            "i_ty": pa.array(columns["i_ty"], pa.float64()),
-            "n_states": pa.array(columns["n_states"], pa.int64()),
-            "saturated": pa.array(columns["saturated"], pa.bool_()),
-            "grad_snr": pa.array(columns["grad_snr"], pa.float64()),
+            **{k: pa.array(columns[k]) for k in ("seed", "epoch", "layer")},
+            **{k: pa.array(columns[k]) for k in ("loss", "train_acc", "test_acc")},
+            "i_xt": pa.array(columns["i_xt"], mask=~measured),
+            "i_ty": pa.array(columns["i_ty"], mask=~measured),
+            "n_states": pa.array(columns["n_states"], mask=~measured),
+            "saturated": pa.array(columns["saturated"], mask=~measured),
+            "grad_snr": pa.array(columns["grad_snr"]),
         }
     )
     return RunResult(table, status, time.perf_counter() - start, meter.describe())

@@ -160,9 +160,10 @@ def train_trial(config: dict) -> None:
                 live = np.flatnonzero(record.active)
                 info = None
                 if record.layers is not None:
+                    every = len(live) == len(record.active)  # no copy of every layer then
                     info = meter.measure(
-                        [rep[live] for rep in record.layers],
-                        labels[live],
+                        record.layers if every else [rep[live] for rep in record.layers],
+                        labels if every else labels[live],
                         [config["seeds"][s] for s in live],
                     )
                 for j, s in enumerate(live):

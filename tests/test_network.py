@@ -6,9 +6,19 @@ import pytest
 import torch
 
 from models.config import ModelConfig
-from models.network import StackedMLP
+from models.network import StackedMLP, UnitsPass
 
 WIDTHS = (10, 7, 5, 4, 3)
+NORMS = ("scale", "batchnorm")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _net(kind="dnn", activation="tanh", seeds=(0,), **kw):
@@ -116,3 +126,84 @@ def test_config_rejects_bad_values():
         ModelConfig(widths=())
     with pytest.raises(ValueError, match="positive integer"):
         ModelConfig(widths=(3, 0))
+
+
+# the hand-written units-first training path against the autograd reference
+
+ALL_KINDS = [
+    *[("dnn", a, "scale") for a in ("tanh", "relu", "sigmoid", "hardtanh", "linear")],
+    *[("bnn", a, n) for a in ("ste", "approx_sign", "swish_sign", "identity") for n in NORMS],
+]
+
+
+def _flat_reference_grad(net, loss):
+    """Autograd's gradient of ``loss``, laid out like ``net.flat``."""
+    named = dict(net.named_parameters())
+    grads = dict(zip(named, torch.autograd.grad(loss, list(named.values())), strict=True))
+    order = [f"weights.{i}" for i in range(len(net.weights))]
+    order += [f"biases.{i}" for i in range(len(net.biases))]
+    order += ["out_scale"] if "out_scale" in named else []
+    order += sorted(n for n in named if n.startswith("bn_gamma"))
+    return torch.cat([grads[n].flatten() for n in order])
+
+
+@pytest.mark.parametrize("kind,activation,norm", ALL_KINDS)
+def test_units_path_gives_the_autograd_outputs_and_gradient(kind, activation, norm):
+    net = _net(kind, activation, seeds=(0, 1, 2), bnn_norm=norm)
+    with torch.no_grad():  # biases away from zero, so that no pre-activation sits on 0
+        for b in net.biases:
+            b.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 2, (3, 64, 12), generator=gen).float()
+    y = torch.randint(0, 2, (3, 64), generator=gen)
+    bn_before = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("bn_")}
+    net.train()
+    logits, layers = net(x, return_layers=True)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    reference = _flat_reference_grad(net, loss.view(3, 64).mean(dim=1).sum())
+    net.load_state_dict({**net.state_dict(), **bn_before})
+    kept = UnitsPass()
+    fast = net.forward_units(net.model_inputs(x).transpose(1, 2), kept)
+    torch.testing.assert_close(fast.transpose(1, 2), logits.detach(), atol=1e-5, rtol=1e-5)
+    for mine, ref in zip(kept.outputs[:-1], layers[:-1], strict=True):
+        torch.testing.assert_close(mine.transpose(1, 2), ref.detach(), atol=1e-5, rtol=1e-5)
+    # d(sum over seeds of the batch-mean cross-entropy) / d logits = (softmax - onehot) / B
+    onehot = torch.nn.functional.one_hot(y, 2).transpose(1, 2).float()
+    grad_logits = (torch.softmax(fast, dim=1) - onehot) / 64
+    grad = torch.zeros_like(net.flat)
+    net.backward_units(kept, grad_logits, net.views_of(grad))
+    torch.testing.assert_close(grad, reference, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,activation,norm", ALL_KINDS[:1] + ALL_KINDS[-4:])
+def test_units_path_in_eval_mode_writes_each_layer_where_asked(kind, activation, norm):
+    net = _net(kind, activation, seeds=(0, 1), bnn_norm=norm)
+    x = torch.randint(0, 2, (40, 12)).float()
+    net.train()
+    net(x[None].expand(2, -1, -1))  # BatchNorm: running statistics away from their start
+    net.eval()
+    with torch.no_grad():
+        logits, layers = net(x, return_layers=True)
+    out = [torch.full((2, w, 40), torch.nan) for w in WIDTHS]
+    fast = net.forward_units(net.model_inputs(x).t().contiguous(), out=out)
+    torch.testing.assert_close(fast.transpose(1, 2), logits, atol=1e-5, rtol=1e-5)
+    for mine, ref in zip(out, layers[:-1], strict=True):
+        torch.testing.assert_close(mine.transpose(1, 2), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_parameters_are_views_of_one_flat_tensor():
+    net = _net("bnn", "ste", seeds=(0, 1), bnn_norm="batchnorm")
+    n_params = sum(p.numel() for p in net.parameters())
+    assert net.flat.numel() == n_params
+    with torch.no_grad():
+        net.flat.zero_()
+    assert all(torch.count_nonzero(p) == 0 for p in net.parameters())
+    views = net.views_of(torch.arange(float(n_params)))
+    assert [v.shape for v in views.weights] == [w.shape for w in net.weights]
+    assert views.out_scale.shape == net.out_scale.shape
+    assert len(views.bn_gamma) == len(WIDTHS)
+    with torch.no_grad():
+        net.flat.fill_(5.0)
+    net.clip_latent_()  # clips the latent weights only
+    assert all(w.max() == 1.0 for w in net.weights)
+    assert all(b.min() == 5.0 for b in net.biases)

@@ -15,6 +15,7 @@ from analysis.estimators.base import (
 from analysis.estimators.counting import KeyEntropies, entropies_of_keys, pack_rows
 from analysis.estimators.defaults import default_estimator
 from analysis.estimators.registry import available_estimators, make_estimator
+from analysis.estimators.stacked import StackedEstimates, estimate_stacked
 
 __all__ = [
     "Estimator",
@@ -24,9 +25,11 @@ __all__ = [
     "KeyEntropies",
     "MIResult",
     "NotFittedError",
+    "StackedEstimates",
     "available_estimators",
     "default_estimator",
     "entropies_of_keys",
+    "estimate_stacked",
     "make_estimator",
     "pack_rows",
 ]

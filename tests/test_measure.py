@@ -1,0 +1,156 @@
+"""MI of all seeds and layers in one pass: each layer's estimator's numbers, seed by seed."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.estimators import (
+    EstimatorInputError,
+    default_estimator,
+    estimate_stacked,
+    make_estimator,
+)
+from models.config import ModelConfig, TrainConfig
+from models.datasets import load_dataset
+from models.training import Trainer
+from sweep.measure import LayerInfo, LayerMeter
+
+N_SEEDS, N = 3, 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _stack(layer_type: str, width: int, seed: int = 0) -> np.ndarray:
+    """(S, n, width) float32 values typical of a layer type, different for every seed."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=1.5, size=(N_SEEDS, N, width))
+    values = {
+        "tanh": np.tanh(z),
+        "hardtanh": np.clip(z, -1, 1),  # many values exactly on the range's ends
+        "sigmoid": 1 / (1 + np.exp(-z)),
+        "relu": np.maximum(z, 0) * 3,
+        "linear": z * 4,
+        "binary": np.where(z >= 0, 1.0, -1.0),
+        "softmax": np.exp(z) / np.exp(z).sum(axis=2, keepdims=True),
+    }[layer_type]
+    return values.astype(np.float32)
+
+
+def _labels(per_seed: bool) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    if per_seed:
+        return rng.integers(0, 3, size=(N_SEEDS, N))
+    return np.broadcast_to(rng.integers(0, 2, size=N), (N_SEEDS, N))
+
+
+def _assert_same_as_each_estimator(estimators, layers, y):
+    got = estimate_stacked(estimators, layers, y)
+    for s in range(N_SEEDS):
+        for li, (est, t) in enumerate(zip(estimators, layers, strict=True)):
+            ref = est.estimate(t[s], y[s])
+            assert got.i_xt[s, li] == pytest.approx(ref.i_xt, abs=1e-9)
+            assert got.i_ty[s, li] == pytest.approx(ref.i_ty, abs=1e-9)
+            assert got.n_states[s, li] == ref.n_states
+            assert got.saturated[s, li] == ref.saturated
+
+
+LAYER_TYPES = ["binary", "tanh", "hardtanh", "sigmoid", "softmax", "relu", "linear"]
+
+
+@pytest.mark.parametrize("layer_type", LAYER_TYPES)
+@pytest.mark.parametrize("per_seed_labels", [False, True], ids=["shared-y", "own-y"])
+@pytest.mark.parametrize("units_first", [False, True], ids=["rows", "units-first"])
+def test_every_default_layer_type_equals_its_estimator(layer_type, per_seed_labels, units_first):
+    widths = [2] if layer_type == "softmax" else [1, 3, 10]
+    layers = [_stack(layer_type, w, seed=w) for w in widths]
+    if units_first:  # as the trainer hands them out: views of (S, width, n) arrays
+        layers = [np.ascontiguousarray(t.transpose(0, 2, 1)).transpose(0, 2, 1) for t in layers]
+    estimators = [default_estimator(layer_type) for _ in widths]
+    _assert_same_as_each_estimator(estimators, layers, _labels(per_seed_labels))
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("binning", {"n_bins": 7, "range": "neuron"}),
+        ("binning", {"bin_width": 0.25, "range": "layer"}),
+        ("binning", {"n_bins": 12, "range": "fixed", "lo": -2.0, "hi": 0.5}),
+        ("exact", {}),  # real values: every distinct row is a state (the estimator itself runs)
+        ("adaptive", {"n_bins": 5}),
+        ("kde", {"noise_var": 0.05}),
+    ],
+)
+def test_override_estimators_equal_the_estimator(name, params):
+    est = make_estimator(name, **params)
+    layers = [_stack("tanh", 4), _stack("linear", 2, seed=5)]
+    _assert_same_as_each_estimator([est, est], layers, _labels(True))
+
+
+def test_edge_cases_constant_seeds_wide_keys_and_integer_layers():
+    constant = _stack("binary", 4)
+    constant[1] = 1.0  # one seed's layer never changes: a single state
+    wide = _stack("tanh", 14)  # 30^14 states do not fit a float64 key: the estimator runs
+    integer = np.random.default_rng(3).integers(0, 2, size=(N_SEEDS, N, 6))
+    estimators = [default_estimator("binary"), default_estimator("tanh"), make_estimator("exact")]
+    _assert_same_as_each_estimator(estimators, [constant, wide, integer], _labels(False))
+
+
+def test_analytic_values_per_seed():
+    """Seed 0 copies the label, seed 1 is constant, seed 2 holds 4 equiprobable states."""
+    y = np.arange(N) % 2
+    t = np.zeros((3, N, 2), dtype=np.float32)
+    t[0, :, 0] = y * 2 - 1
+    t[1] = -1.0
+    t[2, :, 0] = (np.arange(N) // 2) % 2 * 2 - 1
+    t[2, :, 1] = y * 2 - 1
+    got = estimate_stacked([default_estimator("binary")], [t], y)
+    np.testing.assert_allclose(got.i_xt[:, 0], [1.0, 0.0, 2.0], atol=1e-12)
+    np.testing.assert_allclose(got.i_ty[:, 0], [1.0, 0.0, 1.0], atol=1e-12)
+    assert got.n_states[:, 0].tolist() == [2, 1, 4]
+    assert not got.saturated.any()
+    assert math.log2(N) - 0.1 > 2.0
+
+
+def test_bad_input_raises_the_estimators_error():
+    t = _stack("tanh", 3)
+    t[2, 5, 1] = np.nan
+    with pytest.raises(EstimatorInputError, match="NaN or infinite"):
+        estimate_stacked([default_estimator("tanh")], [t], _labels(False))
+    with pytest.raises(EstimatorInputError, match="one per layer"):
+        estimate_stacked([default_estimator("tanh")] * 2, [t], _labels(False))
+    with pytest.raises(EstimatorInputError, match="same S, n"):
+        estimate_stacked([default_estimator("tanh")] * 2, [t, t[:2]], _labels(False))
+
+
+@pytest.mark.parametrize(
+    "model,measure_on",
+    [
+        (ModelConfig(), "full"),
+        (ModelConfig(activation="relu"), "test"),
+        (ModelConfig(kind="bnn", activation="ste"), "full"),
+    ],
+)
+def test_layer_meter_on_a_training_run(model, measure_on):
+    trainer = Trainer(model, TrainConfig(epochs=2), load_dataset("tishby"), [0, 1], measure_on)
+    record = list(trainer.run())[-1]
+    meter = LayerMeter(model)
+    labels = trainer.measure_labels
+    got = meter.measure(record.layers, labels, trainer.seeds)
+    assert [len(row) for row in got] == [trainer.n_layers] * 2
+    for s in range(2):
+        for li, est in enumerate(meter.estimators):
+            ref = est.estimate(record.layers[li][s], labels[s])
+            info = got[s][li]
+            assert isinstance(info, LayerInfo)
+            assert info.i_xt == pytest.approx(ref.i_xt, abs=1e-9)
+            assert info.i_ty == pytest.approx(ref.i_ty, abs=1e-9)
+            assert (info.n_states, info.saturated) == (ref.n_states, ref.saturated)
