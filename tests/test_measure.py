@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from analysis.estimators import (
     EstimatorInputError,
@@ -18,15 +17,6 @@ from models.training import Trainer
 from sweep.measure import LayerInfo, LayerMeter
 
 N_SEEDS, N = 3, 600
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _stack(layer_type: str, width: int, seed: int = 0) -> np.ndarray:

@@ -12,15 +12,6 @@ WIDTHS = (10, 7, 5, 4, 3)
 NORMS = ("scale", "batchnorm")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _net(kind="dnn", activation="tanh", seeds=(0,), **kw):
     cfg = ModelConfig(kind=kind, activation=activation, **kw)
     return StackedMLP(cfg, 12, 2, seeds, binary_inputs=True)

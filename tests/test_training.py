@@ -2,20 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from models.config import BNN_ACTIVATIONS, DNN_ACTIVATIONS, ModelConfig, TrainConfig
 from models.datasets import load_dataset
 from models.training import Trainer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
