@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from mlflow.entities import Param, Run, RunTag
@@ -85,8 +84,3 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> Non
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     """Set several tags in one call."""
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
-
-
-def terminal(runs: Iterable[Run]) -> list[Run]:
-    """The runs that have ended (FINISHED, FAILED or KILLED)."""
-    return [r for r in runs if r.info.status in ("FINISHED", "FAILED", "KILLED")]
