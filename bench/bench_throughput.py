@@ -14,7 +14,8 @@ Measures, for the classic 12-10-7-5-4-3-2 network on `tishby` (tanh, and the BNN
 - (c) a sweep through Ray Tune and MLflow (``sweep.runner.run_sweep``) into a SQLite store in a
   temporary folder: the trial's wall time against the same work in-process;
 - MLflow's ``log_batch`` write rate into SQLite and into a ``mlflow server`` started here on
-  127.0.0.1 (stopped after), and what it bounds (points per seed-epoch);
+  127.0.0.1 (stopped after), the rate of the bulk SQLite writer that sweeps use, and what each
+  bounds (points per seed-epoch);
 - the breakdown of an epoch and the arithmetic limit;
 - how the cost grows with the number of samples (tishby, digits, a generated 60,000 x 784 array),
   the width and the number of seeds per trial, with the memory held.
@@ -239,7 +240,10 @@ def sweep_run(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     first = min(r["time_total_s"] for r in results)
     trial = max(r["time_total_s"] for r in results)
     with sqlite3.connect(folder / "mlflow.db") as db:
-        points = db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+        points = db.execute(
+            "SELECT COUNT(*) FROM metrics WHERE run_uuid IN "
+            "(SELECT run_uuid FROM tags WHERE key = 'ibsweep.key')"
+        ).fetchone()[0]
     work = n_seeds * epochs
     return {
         "trial_s": trial,
@@ -302,6 +306,38 @@ def write_rate(uri: str, n_points: int, repeats: int) -> dict:
     return {"points_per_s": rate, "seed_epochs_per_s": rate / POINTS_PER_SEED_EPOCH}
 
 
+def bulk_write_rate(n_runs: int, n_epochs: int, repeats: int) -> dict:
+    """Points per second of the sweeps' SQLite writer, in flushes of ``n_epochs`` epochs."""
+    from mlflow.tracking import MlflowClient
+
+    from sweep.sqlite_metrics import SqliteMetricWriter
+    from sweep.tracking import layer_keys
+
+    keys = layer_keys(6)
+    per_s = []
+    for _ in range(repeats):
+        folder = tempfile.mkdtemp(prefix="ibsweep-bench-bulk-")
+        uri = f"sqlite:///{folder}/rate.db"
+        client = MlflowClient(uri)
+        exp = client.create_experiment("bulk")
+        runs = [client.create_run(exp).info.run_id for _ in range(n_runs)]
+        writer = SqliteMetricWriter(uri)
+        wall, n = 0.0, 0
+        for first in range(0, 10 * n_epochs, n_epochs):  # ten flushes
+            ts = int(time.time() * 1000)
+            steps = range(first, first + n_epochs)
+            flush = {
+                r: [(k, 0.5 + j, ts, s) for s in steps for j, k in enumerate(keys)] for r in runs
+            }
+            t = time.perf_counter()
+            n += writer.write(flush)
+            wall += time.perf_counter() - t
+        writer.close()
+        per_s.append(n / wall)
+    rate = statistics.median(per_s)
+    return {"points_per_s": rate, "seed_epochs_per_s": rate / POINTS_PER_SEED_EPOCH}
+
+
 def server_write_rate(n_points: int, repeats: int) -> dict:
     """The same against a ``mlflow server`` on 127.0.0.1 (SQLite behind it), stopped after."""
     folder = Path(tempfile.mkdtemp(prefix="ibsweep-bench-server-"))
@@ -339,11 +375,12 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     """Median ms per seed-epoch of each part of an epoch: CPU time of the training thread.
 
     The MLflow part is what the training thread spends handing the points to the sink (the
-    per-layer numbers as LayerInfo rows, one dict and Metric objects per seed); the sink's
+    per-layer numbers as LayerInfo rows, one dict and point tuples per seed); the sink's
     background thread writes them, on its own time.
     """
     from mlflow.tracking import MlflowClient
 
+    from sweep.sqlite_metrics import bulk_writer
     from sweep.tracking import MetricSink
     from sweep.trainable import epoch_metrics
 
@@ -352,10 +389,11 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     meter = LayerMeter(model)
     labels = trainer.measure_labels
     folder = tempfile.mkdtemp(prefix="ibsweep-bench-sink-")
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(uri)
     exp = client.create_experiment("sink")
     runs = [client.create_run(exp).info.run_id for _ in range(n_seeds)]
-    sink = MetricSink(client)
+    sink = MetricSink(client, bulk=bulk_writer(uri))
     parts: dict[str, list[float]] = {}
     next(trainer.run())  # epoch 0
     clock = time.thread_time
@@ -503,9 +541,10 @@ def main() -> None:
         }
         res["c_sweep"]["vs_a"] = res["c_sweep"]["per_s_trial"] / res["a_baseline"]["per_s"]
         # what Tune, MLflow and the trial's process add to the same work in-process
-        res["c_sweep"]["overhead_ms_per_seed_epoch"] = (
-            1e3 / res["c_sweep"]["per_s_after_setup"] - res["b_train_tanh"]["ms_per_seed_epoch"]
-        )
+        trial_ms = 1e3 / res["c_sweep"]["per_s_after_setup"]
+        overhead = trial_ms - res["b_train_tanh"]["ms_per_seed_epoch"]
+        res["c_sweep"]["overhead_ms_per_seed_epoch"] = overhead
+        res["c_sweep"]["overhead_fraction_of_trial"] = overhead / trial_ms
         show(
             f"(c) sweep through Ray Tune + MLflow (SQLite), {seeds} seeds, 1 trial", res["c_sweep"]
         )
@@ -513,6 +552,8 @@ def main() -> None:
         n_points = 10_000 if q else 30_000
         res["mlflow_sqlite"] = write_rate(f"sqlite:///{folder}/rate.db", n_points, 3)
         show("MLflow log_batch into SQLite", res["mlflow_sqlite"])
+        res["bulk_sqlite"] = bulk_write_rate(seeds, 30, 3)
+        show("bulk SQLite writer (sweeps), 64 runs, 30 epochs per flush", res["bulk_sqlite"])
         res["mlflow_server"] = server_write_rate(n_points, 3)
         show("MLflow log_batch into a local mlflow server", res["mlflow_server"])
     for name, model in (("tanh", TANH), ("bnn_ste", BNN)):

@@ -19,6 +19,8 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from sweep.sqlite_metrics import Point, SqliteMetricWriter
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 DEFAULT_RETRY_S = 600.0
@@ -146,7 +148,7 @@ class Spool:
 
         return fs.FileSystem.from_uri(self.root)
 
-    def write(self, points: dict[str, list[Metric]]) -> str:
+    def write(self, points: dict[str, list[Point]]) -> str:
         """Write the points of each run to a new file; returns the folder they are in."""
         filesystem, folder = self._fs()
         filesystem.create_dir(folder, recursive=True)
@@ -155,11 +157,8 @@ class Spool:
             if not metrics:
                 continue
             lines = "".join(
-                json.dumps(
-                    {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
-                )
-                + "\n"
-                for m in metrics
+                json.dumps({"key": k, "value": v, "timestamp": ts, "step": step}) + "\n"
+                for k, v, ts, step in metrics
             )
             with filesystem.open_output_stream(f"{folder}/{run_id}.{unique}.jsonl") as out:
                 out.write(lines.encode())
@@ -232,8 +231,10 @@ class Spool:
 
 
 class MetricSink:
-    """Buffers metric points and writes them with ``log_batch`` from a background thread.
+    """Buffers metric points and writes them from a background thread.
 
+    Points go to the store with ``log_batch``, run by run, or, given a ``bulk`` writer (an
+    SQLite store), every run's points in one transaction.
     Points are flushed every ``flush_s`` seconds and on ``flush()``. A failed write is retried
     with exponential backoff while the points stay queued (training goes on); when the store
     stays unreachable for ``retry_s`` seconds, or refuses a write outright, every queued point
@@ -249,12 +250,14 @@ class MetricSink:
         flush_s: float = 3.0,
         retry_s: float = DEFAULT_RETRY_S,
         spool: Spool | None = None,
+        bulk: SqliteMetricWriter | None = None,
     ) -> None:
         self.client = client
         self.flush_s = flush_s
         self.retry_s = retry_s
         self.spool = spool
-        self._pending: dict[str, list[Metric]] = defaultdict(list)
+        self.bulk = bulk
+        self._pending: dict[str, list[Point]] = defaultdict(list)
         self._skip: dict[tuple[str, str], int] = {}
         self._cond = threading.Condition()
         self._error: TrackingUnavailable | None = None
@@ -285,7 +288,7 @@ class MetricSink:
         with self._cond:
             self._raise_if_failed()
             self._pending[run_id].extend(
-                Metric(k, float(v), ts, step)
+                (k, float(v), ts, step)
                 for k, v in metrics.items()
                 if step > self._skip.get((run_id, k), -1)
             )
@@ -307,6 +310,8 @@ class MetricSink:
                 self._closing = True
                 self._cond.notify_all()
             self._thread.join()
+            if self.bulk is not None:
+                self.bulk.close()
 
     def _flush(self, give_up_on_outage: bool) -> bool:
         with self._cond:
@@ -362,18 +367,23 @@ class MetricSink:
             if deadline is not None:
                 delay = _backoff(delay, deadline)
 
-    def _write(self, batches: dict[str, list[Metric]]) -> tuple[dict, Exception | None]:
-        """Write run by run, in order; on a failure, the points not written and the error."""
+    def _write(self, batches: dict[str, list[Point]]) -> tuple[dict, Exception | None]:
+        """Write every run's points, in order; on a failure, those not written and the error."""
+        if self.bulk is not None:
+            try:
+                self.points_written += self.bulk.write(batches)
+            except Exception as err:
+                return batches, err
+            return {}, None
         runs = list(batches.items())
         for r, (run_id, points) in enumerate(runs):
             for i in range(0, len(points), MAX_BATCH):
+                chunk = [Metric(*p) for p in points[i : i + MAX_BATCH]]
                 try:
-                    self.client.log_batch(
-                        run_id, metrics=points[i : i + MAX_BATCH], synchronous=True
-                    )
+                    self.client.log_batch(run_id, metrics=chunk, synchronous=True)
                 except Exception as err:
                     return {run_id: points[i:], **dict(runs[r + 1 :])}, err
-                self.points_written += len(points[i : i + MAX_BATCH])
+                self.points_written += len(chunk)
         return {}, None
 
     def _give_up(self, err: Exception) -> None:

@@ -19,6 +19,7 @@ from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset, load_dataset
 from models.training import EpochRecord, Trainer
 from sweep.measure import LayerMeter
+from sweep.sqlite_metrics import bulk_writer
 from sweep.store import child_runs, create_child, package_version
 from sweep.tracking import (
     DEFAULT_RETRY_S,
@@ -143,7 +144,9 @@ def train_trial(config: dict) -> None:
     labels = trainer.measure_labels
     if spool is not None:  # points an earlier attempt could not deliver go first
         spool.deliver(client, run_ids, retry_s)
-    sink = MetricSink(client, retry_s=retry_s, spool=spool)
+    sink = MetricSink(
+        client, retry_s=retry_s, spool=spool, bulk=bulk_writer(config["tracking_uri"])
+    )
     keys = layer_keys(trainer.n_layers)
     for run_id in run_ids:
         steps = call_with_retry(

@@ -12,6 +12,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
+from sweep.sqlite_metrics import SqliteMetricWriter
 from sweep.store import open_experiment
 from sweep.tracking import (
     MetricSink,
@@ -32,9 +33,20 @@ def _client(tmp_path):
     return client, client.create_run(exp).info.run_id
 
 
-def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path):
+@pytest.fixture(params=["log_batch", "bulk"])
+def make_sink(request, tmp_path):
+    """MetricSink over either write path: log_batch per run, or one SQLite transaction."""
+
+    def make(client, **kwargs):
+        bulk = SqliteMetricWriter(f"sqlite:///{tmp_path / 'm.db'}")
+        return MetricSink(client, bulk=bulk if request.param == "bulk" else None, **kwargs)
+
+    return make
+
+
+def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path, make_sink):
     client, run_id = _client(tmp_path)
-    sink = MetricSink(client, flush_s=60)
+    sink = make_sink(client, flush_s=60)
     for step in range(1200):
         sink.add(run_id, {"a": step, "b": -step}, step)
     sink.flush()
@@ -43,15 +55,15 @@ def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path):
     sink.close()
 
 
-def test_skip_through_makes_repeated_epochs_exactly_once(tmp_path):
+def test_skip_through_makes_repeated_epochs_exactly_once(tmp_path, make_sink):
     client, run_id = _client(tmp_path)
-    sink = MetricSink(client)
+    sink = make_sink(client)
     for step in range(10):
         sink.add(run_id, {"loss": 1.0 / (step + 1), "x": step}, step)
     sink.close()
     done = logged_steps(client, run_id, ["loss", "x", "never"])
     assert done == {"loss": 9, "x": 9, "never": -1}
-    again = MetricSink(client)
+    again = make_sink(client)
     again.skip_through(run_id, done)
     for step in range(5, 15):  # a restart from a stale checkpoint repeats epochs 5..9
         again.add(run_id, {"loss": 1.0 / (step + 1), "x": step}, step)
@@ -124,10 +136,10 @@ def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(tmp
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(21))
 
 
-def test_a_refused_write_is_spooled_at_once_not_retried(tmp_path):
+def test_a_refused_write_is_spooled_at_once_not_retried(tmp_path, make_sink):
     client, _ = _client(tmp_path)
     spool = Spool(str(tmp_path / "spool"))
-    sink = MetricSink(client, flush_s=0.05, retry_s=3600, spool=spool)
+    sink = make_sink(client, flush_s=0.05, retry_s=3600, spool=spool)
     missing = "0" * 32  # no such run: MLflow answers 404, which no retry will change
     sink.add(missing, {"loss": 1.0}, 0)
     with pytest.raises(TrackingUnavailable, match="refused"):
