@@ -265,6 +265,8 @@ class MetricSink:
         self._closing = False
         self._flush_requested = False
         self._busy = False
+        self._queued = 0  # points ever queued, and how many of the first of them are stored
+        self._stored = 0
         self.points_written = 0
         self.points_spooled = 0
         self._thread = threading.Thread(target=self._loop, name="metric-sink", daemon=True)
@@ -287,19 +289,36 @@ class MetricSink:
         ts = int(time.time() * 1000)
         with self._cond:
             self._raise_if_failed()
-            self._pending[run_id].extend(
+            pending = self._pending[run_id]
+            before = len(pending)
+            pending.extend(
                 (k, float(v), ts, step)
                 for k, v in metrics.items()
                 if step > self._skip.get((run_id, k), -1)
             )
+            self._queued += len(pending) - before
 
-    def try_flush(self) -> bool:
-        """Write every queued point now; False (at once) while the store is failing."""
-        return self._flush(give_up_on_outage=True)
+    def request_flush(self) -> int:
+        """Ask for a write of every queued point, without waiting; a ticket for ``stored``."""
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            return self._queued
+
+    def stored(self, ticket: int) -> bool:
+        """Whether every point queued before ``request_flush`` returned ``ticket`` is stored."""
+        with self._cond:
+            self._raise_if_failed()
+            return self._stored >= ticket
 
     def flush(self) -> None:
         """Block until every queued point is written (or raise TrackingUnavailable)."""
-        self._flush(give_up_on_outage=False)
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            while self._error is None and (self._has_pending() or self._busy):
+                self._cond.wait(0.05)
+            self._raise_if_failed()
 
     def close(self) -> None:
         """Flush and stop the background thread."""
@@ -312,17 +331,6 @@ class MetricSink:
             self._thread.join()
             if self.bulk is not None:
                 self.bulk.close()
-
-    def _flush(self, give_up_on_outage: bool) -> bool:
-        with self._cond:
-            self._flush_requested = True
-            self._cond.notify_all()
-            while self._error is None and (self._has_pending() or self._busy):
-                if give_up_on_outage and self._outage_since is not None:
-                    return False
-                self._cond.wait(0.05)
-            self._raise_if_failed()
-            return True
 
     def _has_pending(self) -> bool:
         return any(self._pending.values())
@@ -345,6 +353,7 @@ class MetricSink:
                         return
                     continue
                 batches, self._pending = self._pending, defaultdict(list)
+                mark = self._queued
                 self._flush_requested = False
                 self._busy = True
             unwritten, err = self._write(batches)
@@ -353,6 +362,7 @@ class MetricSink:
                     self._pending[run_id][:0] = points
                 now = time.monotonic()
                 if err is None:
+                    self._stored = mark
                     self._outage_since, delay = None, BACKOFF_FIRST_S
                 else:
                     self._outage_since = self._outage_since or now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import tempfile
 import time
@@ -57,9 +58,9 @@ def epoch_metrics(record: EpochRecord, s: int, info: list | None) -> dict[str, f
     return out
 
 
-def _save(trainer: Trainer) -> tune.Checkpoint:
+def _save(state: dict) -> tune.Checkpoint:
     folder = tempfile.mkdtemp(prefix="ibsweep-ckpt-")
-    torch.save(trainer.state_dict(), Path(folder) / _STATE_FILE)
+    torch.save(state, Path(folder) / _STATE_FILE)
     return tune.Checkpoint.from_directory(folder)
 
 
@@ -157,6 +158,8 @@ def train_trial(config: dict) -> None:
         tune.report({"epoch": trainer.epoch, "done": False})
     last_report = last_ckpt = time.monotonic()
     record = None
+    # (state, summary, ticket) of a checkpoint taken but not saved until MLflow holds its epochs
+    waiting: tuple[dict, dict, int] | None = None
     try:
         for record in trainer.run(measure=schedule.__contains__):
             if record.epoch in schedule:
@@ -173,11 +176,16 @@ def train_trial(config: dict) -> None:
                     metrics = epoch_metrics(record, s, info[j] if info else None)
                     sink.add(run_ids[s], metrics, record.epoch)
             now = time.monotonic()
-            # A checkpoint never runs ahead of what MLflow holds, so none while it is failing:
-            # training goes on, the sink keeps the points and retries.
-            if now - last_ckpt >= CHECKPOINT_S and sink.try_flush():
-                tune.report(_summary(record, record.active, False), checkpoint=_save(trainer))
-                last_ckpt = last_report = now
+            # A checkpoint never runs ahead of what MLflow holds: its state is copied now and
+            # saved once the sink has stored every point up to this epoch, while training goes
+            # on (and the sink retries if the store is failing).
+            if waiting is None and now - last_ckpt >= CHECKPOINT_S:
+                state = copy.deepcopy(trainer.state_dict())
+                waiting = state, _summary(record, record.active, False), sink.request_flush()
+                last_ckpt = now
+            if waiting is not None and sink.stored(waiting[2]):
+                tune.report(waiting[1], checkpoint=_save(waiting[0]))
+                waiting, last_report = None, now
             elif now - last_report >= REPORT_S:
                 tune.report(_summary(record, record.active, False))
                 last_report = now
@@ -206,4 +214,4 @@ def train_trial(config: dict) -> None:
         call_with_retry(
             lambda r=run_id, st=status: client.set_terminated(r, st), retry_s, "ending a run"
         )
-    tune.report(_summary(record, trainer.active, True), checkpoint=_save(trainer))
+    tune.report(_summary(record, trainer.active, True), checkpoint=_save(trainer.state_dict()))

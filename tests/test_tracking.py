@@ -1,6 +1,7 @@
 """The MLflow metric sink on real stores: batching, flushing, exactly-once steps, outages."""
 
 import math
+import time
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -49,9 +50,14 @@ def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path, make_sink):
     sink = make_sink(client, flush_s=60)
     for step in range(1200):
         sink.add(run_id, {"a": step, "b": -step}, step)
+    ticket = sink.request_flush()
+    sink.add(run_id, {"a": 1200}, 1200)
+    while not sink.stored(ticket):  # written in the background; then the rest, on flush()
+        time.sleep(0.01)
+    assert len(client.get_metric_history(run_id, "b")) == 1200
     sink.flush()
-    assert len(client.get_metric_history(run_id, "a")) == 1200
-    assert sink.points_written == 2400
+    assert len(client.get_metric_history(run_id, "a")) == 1201
+    assert sink.points_written == 2401
     sink.close()
 
 
@@ -125,13 +131,15 @@ def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(tmp
     sink = MetricSink(_dead_client(monkeypatch), flush_s=0.05, retry_s=120)
     for step in range(20):
         sink.add(run_id, {"loss": float(step)}, step)
-    assert sink.try_flush() is False  # the store is failing: no checkpoint now, no waiting
-    assert sink.failing
+    ticket = sink.request_flush()
+    time.sleep(0.5)
+    assert sink.failing and not sink.stored(ticket)  # a checkpoint of step 19 waits
     sink.add(run_id, {"loss": 20.0}, 20)  # training goes on
+    later = sink.request_flush()
     sink.client = client  # the store is back: the sink's next retry reaches it
     sink.flush()
     assert not sink.failing
-    assert sink.try_flush() is True
+    assert sink.stored(ticket) and sink.stored(later)
     sink.close()
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(21))
 
