@@ -111,6 +111,7 @@ def compare(
     stats: Sequence[str] = KEY_STATS,
     test: Literal["mannwhitney", "permutation"] = "mannwhitney",
     correction: Literal["holm", "bh"] = "holm",
+    family: Literal["stat", "all"] = "stat",
     alpha: float = 0.05,
     n_resamples: int = 9999,
     seed: int = 0,
@@ -118,12 +119,16 @@ def compare(
     """Test every statistic between configurations that differ in exactly one config column.
 
     Pairs are compared layer by layer across seeds (b against a: median_diff = median_b -
-    median_a, Cliff's delta of b against a); p-values are adjusted over all rows together.
+    median_a, Cliff's delta of b against a). p-values are adjusted within each statistic's
+    family of tests (every pair and layer; ``family="stat"``, one question per statistic) or
+    over all rows together (``family="all"``, stricter).
     """
     if test not in ("mannwhitney", "permutation"):
         raise StatisticsInputError(f"test must be 'mannwhitney' or 'permutation', got {test!r}")
     if correction not in ("holm", "bh"):
         raise StatisticsInputError(f"correction must be 'holm' or 'bh', got {correction!r}")
+    if family not in ("stat", "all"):
+        raise StatisticsInputError(f"family must be 'stat' or 'all', got {family!r}")
     _check_columns(phase_df, [*config_cols, "layer", *stats])
     rng = np.random.default_rng(seed)
     groups = {
@@ -161,11 +166,14 @@ def compare(
         "median_a", "median_b", "median_diff", "cliffs_delta", "p_value",
     ]  # fmt: skip
     out = pd.DataFrame(rows, columns=columns)
-    finite = np.isfinite(out["p_value"].to_numpy(dtype=float))
+    p_values = out["p_value"].to_numpy(dtype=float)
     adjusted = np.full(len(out), np.nan)
-    if finite.any():
-        p = out.loc[finite, "p_value"].to_numpy(dtype=float)
-        adjusted[finite] = holm(p) if correction == "holm" else sps.false_discovery_control(p)
+    families = out["stat"].to_numpy() if family == "stat" else np.zeros(len(out))
+    for member in pd.unique(families):
+        rows_in = (families == member) & np.isfinite(p_values)
+        if rows_in.any():
+            p = p_values[rows_in]
+            adjusted[rows_in] = holm(p) if correction == "holm" else sps.false_discovery_control(p)
     out["p_adjusted"] = adjusted
     out["significant"] = out["p_adjusted"] < alpha
     return out
