@@ -9,8 +9,10 @@ Each case prints the median time of the estimator, its target, and where a strai
 reference runs on the same data (distinct rows by np.unique over row byte views, H(T|X) by a loop
 over the distinct inputs and H(T|Y) by a loop over the labels, as the 2017 reference code does;
 for kde the unchunked O(n^2) logsumexp formulas of Saxe et al.), the reference's time, the speed
-ratio and whether both give the same numbers. `--kde-large` adds one kde run on 70,000 x 1024
-(several minutes) and reports its peak traced memory.
+ratio and whether both give the same numbers. The two `estimate_stacked` cases (64 packed seeds,
+all six layers in one call) compare the compiled counting kernel with the numpy path of the same
+function instead. `--kde-large` adds one kde run on 70,000 x 1024 (several minutes) and
+reports its peak traced memory.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class Report:
                 f"{ms:.3f}",
                 "" if target_ms is None else f"<= {target_ms:g}",
                 met,
-                "" if ref_ms is None else f"{ref_ms:.1f} ({ref_ms / ms:.0f}x)",
+                "" if ref_ms is None else f"{ref_ms:.1f} ({_ratio(ref_ms / ms)})",
                 "" if same is None else ("same" if same else "DIFFERENT"),
             )
         )
@@ -164,6 +166,10 @@ class Report:
         print("|" + "---|" * len(head))
         for row in self.rows:
             print("| " + " | ".join(row) + " |")
+
+
+def _ratio(r: float) -> str:
+    return f"{r:.0f}x" if r >= 10 else f"{r:.1f}x"
 
 
 def close(a: tuple[float, float], b: tuple[float, float], tol: float = 1e-9) -> bool:
@@ -228,6 +234,37 @@ def main() -> None:
             close(information(e, t), reference(e, t)) for e, t in zip(ests, layers, strict=True)
         )
         report.add(label, median_ms(all_layers, rep), 3.0, median_ms(all_reference, 3), same)
+
+    # 64 seeds of each network, packed as the trainer hands them over (units-first views): all
+    # seeds and layers in one estimate_stacked call, compiled counting against the numpy path
+    # (sorts and run lengths); the two must give the same numbers
+    import analysis.estimators.stacked as stacked
+
+    for label, ests, binary in (
+        ("64 seeds x 6 layers, tanh (estimate_stacked, one call)", tanh_est, False),
+        ("64 seeds x 6 layers, BNN (estimate_stacked, one call)", bnn_est, True),
+    ):
+        per_seed = [classic_layers(x, binary=binary, rng=rng) for _ in range(64)]
+        packed = [
+            np.ascontiguousarray(np.stack(ls).transpose(0, 2, 1)).transpose(0, 2, 1)
+            for ls in zip(*per_seed, strict=True)
+        ]
+
+        def packed_mi(ests: list[Estimator] = ests, packed: list[np.ndarray] = packed) -> object:
+            return stacked.estimate_stacked(ests, packed, y)
+
+        kernel_ms = median_ms(packed_mi, max(10, rep // 10))
+        got = packed_mi()
+        stacked._USE_KERNEL = False
+        numpy_ms = median_ms(packed_mi, max(10, rep // 10))
+        ref = packed_mi()
+        stacked._USE_KERNEL = True
+        same = bool(
+            np.array_equal(got.n_states, ref.n_states)
+            and np.allclose(got.i_xt, ref.i_xt, rtol=0, atol=1e-9)
+            and np.allclose(got.i_ty, ref.i_ty, rtol=0, atol=1e-9)
+        )
+        report.add(label, kernel_ms, None, numpy_ms, same)
 
     adaptive = make_estimator("adaptive")
     report.add(

@@ -13,6 +13,7 @@ import torch
 from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset, measure_indices, split_indices
 from models.network import StackedMLP, UnitsPass
+from models.shuffle import epoch_orders
 
 MEASURE_SETS: tuple[str, ...] = ("full", "train", "test")
 
@@ -56,11 +57,13 @@ def predicted_class(logits: np.ndarray) -> np.ndarray:
 
     A loop over the few classes: an argmax along a strided axis is very slow in torch and numpy.
     """
-    best = logits[:, 0].copy()
+    n_classes = logits.shape[1]
+    best = logits[:, 0] if n_classes == 2 else logits[:, 0].copy()
     pred = np.zeros(best.shape, dtype=np.int64)
-    for c in range(1, logits.shape[1]):
+    for c in range(1, n_classes):
         np.putmask(pred, logits[:, c] > best, c)
-        np.maximum(best, logits[:, c], out=best)
+        if c < n_classes - 1:
+            np.maximum(best, logits[:, c], out=best)
     return pred
 
 
@@ -97,7 +100,8 @@ class Trainer:
         self.x = torch.as_tensor(data.x, dtype=torch.float32)
         self.y = torch.as_tensor(data.y, dtype=torch.long)
         self.inputs = self.net.model_inputs(self.x)
-        self.onehot = torch.nn.functional.one_hot(self.y, data.n_classes).float()
+        # labels one-hot, units first (C, n): a batch's columns are gathered contiguous in B
+        self.onehot = torch.nn.functional.one_hot(self.y, data.n_classes).float().t().contiguous()
         # a small input table is also kept units first: gathering its columns is the cheapest
         # way to each seed's row-major (d, B) block; a large one is gathered by rows
         small = self.inputs.numel() * self.inputs.element_size() <= _SMALL_TABLE_BYTES
@@ -112,6 +116,7 @@ class Trainer:
         self.grad_views = self.net.views_of(self.grad)
         self.net.flat.grad = self.grad
         self.optimizer = _optimizer(train, self.net.flat)
+        self._fused_adam = _is_plain_fused_adam(self.optimizer)
         self.epoch = 0
         self.active = np.ones(len(self.seeds), dtype=bool)
         self.failure: list[str | None] = [None] * len(self.seeds)
@@ -146,14 +151,8 @@ class Trainer:
 
     def _epoch_order(self) -> torch.Tensor:
         """Each seed's training rows in its own shuffled order for this epoch, (S, n_train)."""
-        n_train = self.train_idx.shape[1]
-        order = np.stack(
-            [
-                rows[np.random.default_rng([seed, self.epoch]).permutation(n_train)]
-                for seed, rows in zip(self.seeds, self.train_idx.numpy(), strict=True)
-            ]
-        )
-        return torch.from_numpy(order)
+        # rows[np.random.default_rng([seed, epoch]).permutation(n_train)] per seed, exactly
+        return torch.from_numpy(epoch_orders(self.train_idx.numpy(), self.seeds, self.epoch))
 
     def _batch_inputs(self, rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         """The model inputs of the rows, (S, d, B) with each seed's (d, B) block row-major.
@@ -181,7 +180,7 @@ class Trainer:
             rows = idx.reshape(-1)
             kept = UnitsPass()
             logits = net.forward_units(self._batch_inputs(rows, idx.shape), kept)
-            onehot = self.onehot.index_select(0, rows).view(*idx.shape, -1).transpose(1, 2)
+            onehot = self.onehot.index_select(1, rows).view(-1, *idx.shape).transpose(0, 1)
             loss, grad_logits = cross_entropy_units(logits, onehot)
             # d(sum over active seeds of the batch-mean loss) / d logits = (p - onehot) / B
             grad_logits.sub_(onehot)
@@ -191,7 +190,8 @@ class Trainer:
             g = grad_w.double()
             g_sum += g
             g_sq.addcmul_(g, g)
-            self.optimizer.step()
+            if not self._fused_adam or not _fused_adam_step(self.optimizer):
+                self.optimizer.step()
             net.clip_latent_()
             n_batches += 1
         mean = g_sum / n_batches
@@ -213,7 +213,7 @@ class Trainer:
         # full-set activations go straight into the record's arrays, or into a workspace
         outputs = [torch.empty(s) for s in shapes] if direct else self._workspace(shapes)
         logits = self.net.forward_units(self.inputs.t(), out=outputs[:-1])
-        loss_all, _ = cross_entropy_units(logits, self.onehot.t(), out=outputs[-1])
+        loss_all, _ = cross_entropy_units(logits, self.onehot, out=outputs[-1])
         correct = torch.from_numpy(
             (predicted_class(logits.numpy()) == self.data.y).astype(np.float32)
         )
@@ -273,6 +273,43 @@ def _optimizer(train: TrainConfig, flat: torch.Tensor) -> torch.optim.Optimizer:
         return make(fused=True)
     except RuntimeError:  # torch < 2.4 has no fused CPU optimisers
         return make(foreach=True)
+
+
+def _is_plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt`` is a fused Adam whose step is one ``torch._fused_adam_`` call."""
+    if type(opt) is not torch.optim.Adam or not hasattr(torch, "_fused_adam_"):
+        return False
+    if len(opt.param_groups) != 1 or len(opt.param_groups[0]["params"]) != 1:
+        return False
+    group = opt.param_groups[0]
+    special = ("amsgrad", "maximize", "decoupled_weight_decay", "capturable", "differentiable")
+    plain = not any(group.get(k) for k in special)
+    return bool(group.get("fused")) and plain and not isinstance(group["lr"], torch.Tensor)
+
+
+def _fused_adam_step(opt: torch.optim.Optimizer) -> bool:
+    """What ``opt.step()`` computes for a plain fused Adam: the step count, then the fused
+    update of the parameter and both moments, in place (the same call, the same numbers).
+
+    Without the optimiser's Python bookkeeping, which costs several times the update itself
+    for this one small flat parameter. Returns False, doing nothing, before the first step
+    (``opt.step()`` creates the state).
+    """
+    group = opt.param_groups[0]
+    (param,) = group["params"]
+    state = opt.state.get(param)
+    if not state:
+        return False
+    step = state["step"]
+    torch._foreach_add_([step], 1)
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(
+        [param], [param.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [step],
+        amsgrad=False, lr=group["lr"], beta1=float(beta1), beta2=float(beta2),
+        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+        grad_scale=None, found_inf=None,
+    )  # fmt: skip
+    return True
 
 
 _SMALL_TABLE_BYTES = 1 << 20

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from models.config import BNN_ACTIVATIONS, DNN_ACTIVATIONS, ModelConfig, TrainConfig
 from models.datasets import load_dataset
-from models.training import Trainer
+from models.shuffle import _numpy_orders, epoch_orders
+from models.training import Trainer, predicted_class
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,52 @@ def test_packed_seeds_equal_separate_runs(tishby, model):
             np.testing.assert_allclose(rp.grad_snr[i], ra.grad_snr[0], rtol=1e-4, atol=1e-5)
             for layer_p, layer_a in zip(rp.layers, ra.layers, strict=True):
                 np.testing.assert_allclose(layer_p[i], layer_a[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9, 100, 1024, 1025, 3277, 70000])
+def test_epoch_orders_are_numpys_permutations(n):
+    """Each seed's order is rows[np.random.default_rng([seed, epoch]).permutation(n)]."""
+    rng = np.random.default_rng(n)
+    rows = np.stack([rng.permutation(4 * n)[:n] for _ in range(6)]).astype(np.int64)
+    for epoch in (0, 1, 2, 1499):
+        seeds = [int(s) for s in rng.integers(0, 2**31, size=6)]
+        expected = [
+            rows[i][np.random.default_rng([s, epoch]).permutation(n)] for i, s in enumerate(seeds)
+        ]
+        np.testing.assert_array_equal(epoch_orders(rows, seeds, epoch), np.stack(expected))
+
+
+def test_epoch_orders_fall_back_to_numpy_when_words_run_out(monkeypatch):
+    """Too few words drawn for the rejections: numpy's own permutation, the same order."""
+    import models.shuffle
+
+    n = 1000
+    rows = np.stack([np.arange(n)] * 3)
+    expected = _numpy_orders(rows, [3, 4, 5], 7, range(3))
+    monkeypatch.setattr(models.shuffle, "_SPARE_WORDS", -n)  # n words for n - 1 positions
+    np.testing.assert_array_equal(epoch_orders(rows, [3, 4, 5], 7), expected)
+
+
+@pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(kind="bnn", activation="ste")])
+def test_fused_adam_step_equals_the_optimizers_step(tishby, model, monkeypatch):
+    """The direct fused update gives the optimiser's parameters and state bit for bit."""
+    results = []
+    for direct in (True, False):
+        trainer = Trainer(model, TrainConfig(epochs=3), tishby, [0, 4])
+        assert trainer._fused_adam
+        trainer._fused_adam = direct
+        _records(trainer)
+        state = trainer.optimizer.state[trainer.net.flat]
+        results.append([trainer.net.flat.clone(), *(state[k].clone() for k in sorted(state))])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 10])
+def test_predicted_class_is_argmax_with_first_class_on_ties(n_classes):
+    logits = np.random.default_rng(n_classes).normal(size=(4, n_classes, 300)).astype(np.float32)
+    logits[:, :, :25] = 0.5  # ties
+    np.testing.assert_array_equal(predicted_class(logits), np.argmax(logits, axis=1))
 
 
 def test_checkpoint_continues_exactly(tishby):

@@ -7,11 +7,15 @@ numbers that ``estimators[l].estimate(layers[l][s], y[s])`` gives for every seed
 - the binning estimator (fixed, layer and neuron ranges) codes a chunk of seeds at once with the
   same float64 arithmetic as ``BinningEstimator``, so the codes are identical; the exact
   estimator does the same for layers with at most two values per seed (+-1 BNN layers);
-- each row of codes and its label become one integer key (mixed radix, the label the last
-  digit) computed by one matmul, exact in float64; keys are sorted in the narrowest integer type
-  that holds them (a radix sort for 16 bits), and the runs of the sorted keys give H(T), H(T,Y)
-  and the number of states; a row whose keys are all distinct needs no counting;
-- work runs on cache-sized chunks of seeds, which also keeps temporary memory small.
+- each row of codes becomes one integer key (mixed radix), exact in float64;
+- with numba (``hashcount``), one compiled call per float layer codes every seed, counts its
+  distinct keys and (key, label) pairs in a hash table (O(n), no sort) and checks what the numpy
+  path checks beforehand (finite values; two values per seed for exact);
+- without it (or with ``_USE_KERNEL`` False) the label is the key's last digit, the keys come
+  from one matmul and are sorted in the narrowest integer type that holds them (a radix sort for
+  16 bits), and the runs of the sorted keys give H(T), H(T,Y) and the number of states; a row
+  whose keys are all distinct needs no counting; work runs on cache-sized chunks of seeds, which
+  also keeps temporary memory small.
 
 Other estimators, a global binning range and rows these paths do not cover (more than two
 values for exact, keys that would need more than 53 bits) run seed by seed through the estimator
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.estimators import hashcount
 from analysis.estimators.base import (
     SATURATION_MARGIN_BITS,
     Estimator,
@@ -42,6 +47,7 @@ from analysis.estimators.exact import ExactEstimator
 _FLOAT_EXACT = 2**53
 _CHUNK_VALUES = 1 << 18  # about this many layer values are coded at once (2 MiB in float64)
 _ROUNDING = 1e-9
+_USE_KERNEL = True  # the compiled counting kernel where numba is installed (False: numpy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +102,21 @@ def estimate_stacked(
     labels = _stack_labels(y, n_seeds, n)
     n_classes = max(lab.n_classes for lab in labels)
     shared = all(lab is labels[0] for lab in labels)
-    y_keys = np.stack([lab.codes for lab in labels[: 1 if shared else n_seeds]]).astype(float)
+    y_codes = np.stack([lab.codes for lab in labels[: 1 if shared else n_seeds]])
     h_y = np.array([lab.h_y for lab in labels])
     shape = (n_seeds, len(stacks))
     i_xt, h_ty = np.zeros(shape), np.full(shape, np.nan)
     i_ty = np.zeros(shape)
     n_states = np.zeros(shape, dtype=np.int64)
+    compiled = _USE_KERNEL and hashcount.fits(n, n_classes) and hashcount.available()
     for li, (est, t) in enumerate(zip(estimators, stacks, strict=True)):
-        coding = _coding(est, t, n_classes)
+        kernel = compiled and t.dtype in (np.float32, np.float64)
+        coding = _coding(est, t, n_classes, checked=not kernel)
         fast = coding.fast if coding is not None else np.zeros(n_seeds, dtype=bool)
-        if fast.any():
-            _count_layer(t, coding, y_keys, n_classes, li, i_xt, h_ty, n_states)
+        if fast.any() and kernel:
+            fast = _count_layer_compiled(t, coding, y_codes, n_classes, li, i_xt, h_ty, n_states)
+        elif fast.any():
+            _count_layer(t, coding, y_codes.astype(float), n_classes, li, i_xt, h_ty, n_states)
         for s in np.flatnonzero(~fast):
             r = est.estimate(t[s], labels[s].codes)
             i_xt[s, li], i_ty[s, li], n_states[s, li] = r.i_xt, r.i_ty, r.n_states
@@ -150,30 +160,42 @@ def _stack_labels(y: Any, n_seeds: int, n: int) -> list[Labels]:
     return [encode_labels(row, n) for row in arr]
 
 
-def _coding(est: Estimator, t: np.ndarray, n_classes: int) -> _Coding | None:
-    """The coding of a layer for the fast path, or None if the estimator must run itself."""
+def _coding(est: Estimator, t: np.ndarray, n_classes: int, checked: bool = True) -> _Coding | None:
+    """The coding of a layer for the fast path, or None if the estimator must run itself.
+
+    ``checked`` False leaves to the compiled kernel what it checks itself: finite values for
+    a fixed binning range, and for the exact estimator that each seed holds two values at most
+    (``top`` then carries each seed's minimum, the value coded 0).
+    """
     if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
         return None
     n_seeds, _, width = t.shape
-    flat = _seed_rows(t)
     binning = isinstance(est, BinningEstimator) and est.params.range in ("fixed", "layer", "neuron")
+    exact = isinstance(est, ExactEstimator)
+    if not (binning or exact):
+        return None
+    flat = _seed_rows(t)
     if binning and est.params.range == "fixed":  # only finiteness to check: one pass
-        with np.errstate(over="ignore"):
-            if not (np.isfinite(flat.sum(axis=1)).all() or np.isfinite(flat).all()):
-                return None  # the estimator reports the bad values
+        if checked:
+            with np.errstate(over="ignore"):
+                if not (np.isfinite(flat.sum(axis=1)).all() or np.isfinite(flat).all()):
+                    return None  # the estimator reports the bad values
     else:
         lo, hi = flat.min(axis=1), flat.max(axis=1)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
             return None
-    if isinstance(est, ExactEstimator):
+    if exact:
         # the value hi becomes 1 and the other value 0: one bit per unit (one state if constant)
-        two = ((flat == lo[:, None]) | (flat == hi[:, None])).all(axis=1)
         constant = lo == hi
         radices = np.where(constant[:, None], 1, np.full((n_seeds, width), 2))
         one = np.ones((n_seeds, 1, 1))
+        if not checked:  # the kernel checks for two values; top carries the lower one
+            fast = np.ones(n_seeds, dtype=bool)
+            return _with_keys(
+                hi[:, None, None], one, lo[:, None, None], radices, n_classes, fast, True
+            )
+        two = ((flat == lo[:, None]) | (flat == hi[:, None])).all(axis=1)
         return _with_keys(hi[:, None, None], one, one, radices, n_classes, two, binary=True)
-    if not binning:
-        return None
     p = est.params
     if p.range == "fixed":
         lo = np.full((n_seeds, 1), np.float64(p.lo))
@@ -268,6 +290,40 @@ def _count_layer(
         i_xt[idx, layer] = h_t_part
         h_ty[idx, layer] = h_ty_part
         n_states[idx, layer] = states
+
+
+def _count_layer_compiled(
+    t: np.ndarray,
+    coding: _Coding,
+    y_codes: np.ndarray,
+    k: int,
+    layer: int,
+    i_xt: np.ndarray,
+    h_ty: np.ndarray,
+    n_states: np.ndarray,
+) -> np.ndarray:
+    """Count every fast seed of one layer with the compiled kernel; the seeds it counted."""
+    n_seeds, n, width = t.shape
+    units = t.transpose(0, 2, 1)  # (S, width, n); a view, contiguous when t came units-first
+    lo, inv, top = (_per_unit(v, n_seeds, width) for v in (coding.lo, coding.inv, coding.top))
+    places = coding.weights / k  # exact: the weights are integer multiples of k below 2^53
+    h_t, h_ty_s, states, done = hashcount.count_stacked(
+        units, lo, inv, top, places, coding.bound // k, y_codes, k, np.flatnonzero(coding.fast),
+        coding.binary,
+        _plogp(n),
+    )  # fmt: skip
+    i_xt[done, layer] = h_t[done]
+    h_ty[done, layer] = h_ty_s[done]
+    n_states[done, layer] = states[done]
+    return done
+
+
+def _per_unit(values: np.ndarray | float, n_seeds: int, width: int) -> np.ndarray:
+    """A coding parameter as a contiguous (S, width) float64 array."""
+    if isinstance(values, float):
+        return np.full((n_seeds, width), values)
+    arr = np.asarray(values, dtype=np.float64)[:, :, 0]
+    return np.ascontiguousarray(np.broadcast_to(arr, (n_seeds, width)))
 
 
 def _part(values: np.ndarray | float, idx: np.ndarray) -> np.ndarray | float:
