@@ -483,6 +483,13 @@ def memory_bounded(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     return {"epochs": epochs, "rss_mib": seen}
 
 
+def finish(res: dict, json_path: str | None) -> None:
+    """Note the load at the end and write the results as JSON if asked."""
+    res["load_end"] = load()
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=1, default=float))
+
+
 def main() -> None:
     """Run every measurement, print it, and optionally write it as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -493,6 +500,11 @@ def main() -> None:
         "--only-train",
         action="store_true",
         help="only (a), (b) in-process and the epoch breakdown (no command, sweep or scaling)",
+    )
+    parser.add_argument(
+        "--only-sweep",
+        action="store_true",
+        help="only (a), (b) for tanh in-process, (c) and the stores' write rates",
     )
     parser.add_argument(
         "--packing",
@@ -524,7 +536,8 @@ def main() -> None:
 
     res["a_baseline"] = rates(e_a, lambda: baseline_run(tishby, 0, e_a), max(2, reps - 2))
     show("(a) baseline, one seed, plain torch, np.unique", res["a_baseline"])
-    for name, model in (("tanh", TANH), ("bnn_ste", BNN)):
+    models = (("tanh", TANH),) if args.only_sweep else (("tanh", TANH), ("bnn_ste", BNN))
+    for name, model in models:
         packed_run(model, tishby, seeds, 1)  # once: numba's cached kernels load on first use
         r = rates(seeds * e_b, lambda m=model: packed_run(m, tishby, seeds, e_b), reps)
         r["vs_a"] = r["per_s"] / res["a_baseline"]["per_s"]
@@ -534,14 +547,13 @@ def main() -> None:
         for name, model in (("tanh", TANH), ("bnn_ste", BNN)):
             res[f"breakdown_{name}"] = epoch_breakdown(model, seeds, 5 if q else 20)
             show(f"epoch breakdown, ms per seed-epoch (CPU), {name}", res[f"breakdown_{name}"])
-        res["load_end"] = load()
-        if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=1, default=float))
+        finish(res, args.json)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        res["b_cli"] = cli_run(seeds, e_b, Path(tmp) / "t.parquet")
-    res["b_cli"]["per_s"] = seeds * e_b / res["b_cli"]["wall_s"]
-    show("(b) the command in a subprocess, once", res["b_cli"])
+    if not args.only_sweep:
+        with tempfile.TemporaryDirectory() as tmp:
+            res["b_cli"] = cli_run(seeds, e_b, Path(tmp) / "t.parquet")
+        res["b_cli"]["per_s"] = seeds * e_b / res["b_cli"]["wall_s"]
+        show("(b) the command in a subprocess, once", res["b_cli"])
     if not args.skip_sweep:
         sweeps = [sweep_run(TANH, seeds, e_c) for _ in range(1 if q else 3)]
         res["c_sweep"] = {
@@ -570,6 +582,9 @@ def main() -> None:
         show("bulk SQLite writer (sweeps), 64 runs, 30 epochs per flush", res["bulk_sqlite"])
         res["mlflow_server"] = server_write_rate(n_points, 3)
         show("MLflow log_batch into a local mlflow server", res["mlflow_server"])
+    if args.only_sweep:
+        finish(res, args.json)
+        return
     for name, model in (("tanh", TANH), ("bnn_ste", BNN)):
         res[f"breakdown_{name}"] = epoch_breakdown(model, seeds, 5 if q else 20)
         show(f"epoch breakdown, ms per seed-epoch (CPU), {name}", res[f"breakdown_{name}"])
@@ -600,9 +615,7 @@ def main() -> None:
     if args.packing:
         res["quick_yaml"] = {k: quick_yaml(k, 2 if q else 3) for k in (1, 3)}
         show("examples/quick.yaml by seeds_per_trial", res["quick_yaml"])
-    res["load_end"] = load()
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=float))
+    finish(res, args.json)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
 from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
@@ -16,25 +18,37 @@ Point = tuple[str, float, int, int]  # key, value, timestamp (ms), step: a Metri
 _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 _MAX_FLOAT = 1.7976931348623157e308
 _CACHE_KIB = 65536  # SQLite's page cache: the metrics indexes outgrow the 2 MiB default
+_VALUES = "VALUES (" + ", ".join("?" * len(_COLUMNS)) + ")"
+# All rows as one JSON parameter: SQLite inserts them in one call, without the GIL, where
+# executemany takes the GIL back for every row and so stalls the training thread each time.
+_FROM_JSON = (
+    "SELECT " + ", ".join(f"value->>{i}" for i in range(len(_COLUMNS))) + " FROM json_each(?)"
+)
+JSON_ROWS = sqlite3.sqlite_version_info >= (3, 38)  # json_each and ->> built in
 
 
-def _stored(value: float) -> tuple[float, bool]:
-    """(value, is_nan) as MLflow stores a metric: NaN as 0 and a flag, +-inf as +-max float."""
+def _row(run_id: str, point: Point) -> tuple:
+    """A point as MLflow stores it, in ``_COLUMNS`` order: NaN as 0 with is_nan set, +-inf as
+    +-max float."""
+    key, value, timestamp, step = point
     if math.isnan(value):
-        return 0.0, True
+        return key, 0.0, timestamp, step, True, run_id
     if math.isinf(value):
-        return math.copysign(_MAX_FLOAT, value), False
-    return value, False
+        value = math.copysign(_MAX_FLOAT, value)
+    return key, value, timestamp, step, False, run_id
 
 
-def _positional(statement: sa.Executable) -> str:
-    """The SQL of ``statement`` for sqlite3 with ``?`` parameters in ``_COLUMNS`` order."""
+def _positional(statement: sa.Executable, json_rows: bool) -> str:
+    """The SQL of ``statement`` for sqlite3: ``?`` per column, or one JSON array of rows."""
     compiled = statement.compile(dialect=sqlite.dialect(paramstyle="qmark"))
-    assert tuple(compiled.positiontup) == _COLUMNS, compiled.positiontup
-    return str(compiled)
+    sql = str(compiled)
+    if tuple(compiled.positiontup) != _COLUMNS or _VALUES not in sql:
+        raise RuntimeError(f"unexpected SQL for MLflow's metric tables: {sql}")
+    # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT, not a join
+    return sql.replace(_VALUES, _FROM_JSON + " WHERE true") if json_rows else sql
 
 
-def _statements() -> tuple[str, str]:
+def _statements(json_rows: bool) -> tuple[str, str]:
     """(insert points, update latest values) on MLflow's own table models."""
     params = {c: sa.bindparam(c) for c in _COLUMNS}
     insert = sa.insert(SqlMetric.__table__).prefix_with("OR IGNORE").values(params)
@@ -47,7 +61,7 @@ def _statements() -> tuple[str, str]:
         where=sa.tuple_(new.step, new.timestamp, new.value)
         > sa.tuple_(latest.c.step, latest.c.timestamp, latest.c.value),
     )
-    return _positional(insert), _positional(upsert)
+    return _positional(insert, json_rows), _positional(upsert, json_rows)
 
 
 class SqliteMetricWriter:
@@ -61,7 +75,7 @@ class SqliteMetricWriter:
     that are missing or deleted are refused, as MLflow refuses them.
     """
 
-    def __init__(self, uri: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, uri: str, timeout_s: float = 60.0, json_rows: bool = JSON_ROWS) -> None:
         if not uri.startswith("sqlite:"):
             raise ValueError(f"not an SQLite tracking URI: {uri!r} (expected sqlite:///PATH)")
         self.engine = sa.create_engine(
@@ -70,27 +84,22 @@ class SqliteMetricWriter:
             poolclass=sa.pool.StaticPool,
         )
         sa.event.listen(self.engine, "connect", _tune_connection)
-        self._insert, self._upsert = _statements()
+        self.json_rows = json_rows
+        self._insert, self._upsert = _statements(json_rows)
 
     def write(self, points: Mapping[str, Sequence[Point]]) -> int:
         """Store every run's points in one transaction; returns the number of points."""
-        rows: list[tuple] = []
-        latest: dict[tuple[str, str], tuple] = {}
-        for run_id, run_points in points.items():
-            for key, raw, timestamp, step in run_points:
-                value, is_nan = _stored(raw)
-                row = (key, value, timestamp, step, is_nan, run_id)
-                rows.append(row)
-                best = latest.get((run_id, key))
-                if best is None or (step, timestamp, value) > (best[3], best[2], best[1]):
-                    latest[(run_id, key)] = row
+        rows = [_row(run_id, p) for run_id, run_points in points.items() for p in run_points]
         if not rows:
             return 0
         run_ids = [r for r, run_points in points.items() if run_points]
+        # every row goes through the latest-value upsert: its WHERE keeps the greatest
+        # (step, timestamp, value), MLflow's rule, in whatever order the rows come
+        params = (json.dumps(rows),) if self.json_rows else rows
         with self.engine.begin() as conn:
             self._check_active(conn, run_ids)
-            conn.exec_driver_sql(self._insert, rows)
-            conn.exec_driver_sql(self._upsert, list(latest.values()))
+            conn.exec_driver_sql(self._insert, params)
+            conn.exec_driver_sql(self._upsert, params)
         return len(rows)
 
     @staticmethod

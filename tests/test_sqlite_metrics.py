@@ -1,6 +1,7 @@
 """The bulk SQLite metric writer stores what MLflow's log_batch stores, and waits out locks."""
 
 import math
+import random
 import sqlite3
 import time
 
@@ -9,7 +10,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sweep.sqlite_metrics import SqliteMetricWriter, bulk_writer
+from sweep.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
 from sweep.store import open_experiment
 from sweep.tracking import MetricSink
 
@@ -43,19 +44,29 @@ def _stored(client, run_id):
             (m.step, m.timestamp, "nan" if math.isnan(m.value) else m.value)
             for m in client.get_metric_history(run_id, key)
         )
-        for key in ("loss", "gap", "acc")
+        for key in ("loss", "gap", "acc", "x")
     }
     latest = {k: "nan" if math.isnan(v) else v for k, v in run.data.metrics.items()}
     return histories, latest
 
 
-def test_bulk_write_stores_exactly_what_log_batch_stores(tmp_path):
+@pytest.fixture(params=[True, False], ids=["json-rows", "executemany"])
+def json_rows(request):
+    """Both ways of passing rows: one JSON array (SQLite >= 3.38), or one call per row."""
+    if request.param and not JSON_ROWS:
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} lacks json_each or ->> (3.38): not used")
+    return request.param
+
+
+def test_bulk_write_stores_exactly_what_log_batch_stores(tmp_path, json_rows):
     uri, client, exp = _store(tmp_path)
     reference = client.create_run(exp).info.run_id
-    client.log_batch(reference, metrics=[Metric(*p) for p in POINTS], synchronous=True)
+    rng = random.Random(0)
+    points = POINTS + [("x", rng.uniform(-1e3, 1e3), 1000 + i, i) for i in range(500)]
+    client.log_batch(reference, metrics=[Metric(*p) for p in points], synchronous=True)
     runs = [client.create_run(exp).info.run_id for _ in range(3)]
-    writer = SqliteMetricWriter(uri)
-    assert writer.write({r: POINTS for r in runs}) == 3 * len(POINTS)
+    writer = SqliteMetricWriter(uri, json_rows=json_rows)
+    assert writer.write({r: points for r in runs}) == 3 * len(points)
     assert writer.write({r: POINTS[:4] for r in runs}) == 12  # again: nothing duplicated
     writer.close()
     expected = _stored(client, reference)
@@ -65,11 +76,11 @@ def test_bulk_write_stores_exactly_what_log_batch_stores(tmp_path):
     assert bulk_writer("http://127.0.0.1:5000") is None
 
 
-def test_bulk_write_refuses_missing_or_deleted_runs_and_writes_nothing(tmp_path):
+def test_bulk_write_refuses_missing_or_deleted_runs_and_writes_nothing(tmp_path, json_rows):
     uri, client, exp = _store(tmp_path)
     live, gone = (client.create_run(exp).info.run_id for _ in range(2))
     client.delete_run(gone)
-    writer = SqliteMetricWriter(uri)
+    writer = SqliteMetricWriter(uri, json_rows=json_rows)
     for bad in (gone, "0" * 32):
         with pytest.raises(MlflowException, match="not found or deleted") as err:
             writer.write({live: POINTS, bad: POINTS})
