@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from pandas.api.types import union_categoricals
 
 from analysis.series_artifact import TAG, read_series_artifacts
 
@@ -104,22 +105,26 @@ def sweep_runs(client: MlflowClient, name: str) -> tuple[str, Run | None, list[R
 
 
 def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
-    """Every metric point of ``runs`` as (run_id, key, step, value), fetched in bulk."""
+    """Every metric point of ``runs`` as (run_id, key, step, value), fetched in bulk.
+
+    run_id and key are categorical; one value per (run, key, step), the last logged.
+    """
     if not runs:
-        return pd.DataFrame({"run_id": [], "key": [], "step": [], "value": []})
+        return _long_frame([], [], [], [], [])
     wanted = {r.info.run_id: metric_keys(_n_layers(r)) for r in runs}
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
         return _fetch_sqlite(uri, wanted)
-    stored = [r.info.run_id for r in runs if r.data.tags.get(TAG) and run_signature(r) is not None]
-    rest = {k: v for k, v in wanted.items() if k not in set(stored)}
-    parts = [read_series_artifacts(client, stored)] if stored else []
+    stored = [r for r in runs if r.data.tags.get(TAG) and run_signature(r) is not None]
+    stored_ids = {r.info.run_id for r in stored}
+    rest = {k: v for k, v in wanted.items() if k not in stored_ids}
+    parts = [read_series_artifacts(uri, stored)] if stored else []
     if scheme in ("http", "https") and rest:
         max_steps = max(int(r.data.params.get("train.epochs", 1000)) + 1 for r in runs)
         parts.append(_fetch_http_bulk(uri, rest, max_steps))
     elif rest:
         parts.append(_fetch_per_metric(client, rest))
-    return pd.concat(parts, ignore_index=True)
+    return _concat_long(parts)
 
 
 def _n_layers(run: Run) -> int:
@@ -128,32 +133,72 @@ def _n_layers(run: Run) -> int:
     )
 
 
+def _long_frame(run_id, key, step, value, timestamp=None) -> pd.DataFrame:
+    """A long table with categorical run_id and key."""
+    frame = {
+        "run_id": run_id if isinstance(run_id, pd.Categorical) else pd.Categorical(run_id),
+        "key": key if isinstance(key, pd.Categorical) else pd.Categorical(key),
+        "step": np.asarray(step, dtype=np.int64),
+        "value": np.asarray(value, dtype=float),
+    }
+    if timestamp is not None:
+        frame["timestamp"] = np.asarray(timestamp, dtype=np.int64)
+    return pd.DataFrame(frame)
+
+
+def _concat_long(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Long tables one after the other, run_id and key kept categorical."""
+    if len(parts) == 1:
+        return parts[0]
+    return _long_frame(
+        union_categoricals([p["run_id"].astype("category") for p in parts]),
+        union_categoricals([p["key"].astype("category") for p in parts]),
+        np.concatenate([p["step"].to_numpy() for p in parts]),
+        np.concatenate([p["value"].to_numpy() for p in parts]),
+    )
+
+
 def _fetch_sqlite(uri: str, wanted: dict[str, list[str]]) -> pd.DataFrame:
+    """Read the points straight from MLflow's metrics table, one query per run.
+
+    The query hands back keys as numbers (their position in ``keys``), so each row arrives
+    as plain numbers and the rows go into one structured array without Python objects.
+    """
     path = unquote(uri[len("sqlite:///") :])
-    frames = []
+    keys = sorted({k for ks in wanted.values() for k in ks})
+    case = "CASE key " + " ".join(f"WHEN ? THEN {i}" for i in range(len(keys))) + " END"
+    marks = ",".join("?" * len(keys))
+    query = (
+        f"SELECT {case}, step, value, is_nan, timestamp FROM metrics "
+        f"WHERE run_uuid = ? AND key IN ({marks}) ORDER BY key, step"
+    )
+    row = np.dtype([("key", "i4"), ("step", "i8"), ("value", "f8"), ("nan", "i1"), ("ts", "i8")])
+    ids = sorted(wanted)
+    parts = []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        ids = list(wanted)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            frames.append(
-                pd.read_sql_query(
-                    "SELECT run_uuid AS run_id, key, step, value, is_nan, timestamp "
-                    f"FROM metrics WHERE run_uuid IN ({marks})",
-                    conn,
-                    params=chunk,
-                )
-            )
-    df = pd.concat(frames, ignore_index=True)
-    df.loc[df["is_nan"].astype(bool), "value"] = math.nan
-    return _latest(df.drop(columns="is_nan"))
+        for run_id in ids:
+            parts.append(np.fromiter(conn.execute(query, (*keys, run_id, *keys)), dtype=row))
+    points = np.concatenate(parts) if parts else np.zeros(0, dtype=row)
+    value = np.where(points["nan"].astype(bool), np.nan, points["value"])
+    run = np.repeat(np.arange(len(ids)), [len(p) for p in parts])
+    df = _long_frame(
+        pd.Categorical.from_codes(run, ids),
+        pd.Categorical.from_codes(points["key"], keys),
+        points["step"],
+        value,
+        points["ts"],
+    )
+    return _latest(df)
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
     """One value per (run, key, step): the last logged, should a point have been repeated."""
+    columns = ["run_id", "key", "step", "value"]
+    if not df.duplicated(["run_id", "key", "step"]).any():
+        return df[columns].reset_index(drop=True)
     df = df.sort_values("timestamp", kind="stable")
     df = df.drop_duplicates(["run_id", "key", "step"], keep="last")
-    return df[["run_id", "key", "step", "value"]].reset_index(drop=True)
+    return df[columns].reset_index(drop=True)
 
 
 def _fetch_http_bulk(uri: str, wanted: dict[str, list[str]], max_steps: int) -> pd.DataFrame:
@@ -187,8 +232,8 @@ def _fetch_http_bulk(uri: str, wanted: dict[str, list[str]], max_steps: int) -> 
         batches = list(pool.map(one, jobs))
     rows = [p for batch in batches for p in batch]
     df = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return _latest(df)
+    value = pd.to_numeric(df["value"], errors="coerce")
+    return _latest(_long_frame(df["run_id"], df["key"], df["step"], value, df["timestamp"]))
 
 
 def _fetch_per_metric(client: MlflowClient, wanted: dict[str, list[str]]) -> pd.DataFrame:
@@ -203,35 +248,118 @@ def _fetch_per_metric(client: MlflowClient, wanted: dict[str, list[str]]) -> pd.
 
     with ThreadPoolExecutor(_THREADS) as pool:
         rows = [row for batch in pool.map(one, jobs) for row in batch]
-    return _latest(pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"]))
+    df = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+    return _latest(_long_frame(df["run_id"], df["key"], df["step"], df["value"], df["timestamp"]))
 
 
 def tidy(long: pd.DataFrame, runs: Iterable[Run]) -> pd.DataFrame:
     """One row per (run, layer, epoch): MI and SNR of the layer, the epoch's loss and accuracy,
-    and every param of the run (names as in MLflow), ``seed``, ``n_layers`` and ``ceiling``."""
-    runs = list(runs)
-    parts = long["key"].str.split("/layer", n=1, expand=True)
-    long = long.assign(metric=parts[0], layer=pd.to_numeric(parts.get(1), errors="coerce"))
-    per_layer = long[long["metric"].isin(list(LAYER_METRICS))]
-    per_epoch = long[long["metric"].isin(list(EPOCH_METRICS))]
-    layer_df = per_layer.pivot_table(
-        index=["run_id", "layer", "step"], columns="metric", values="value", aggfunc="last"
-    ).rename(columns=LAYER_METRICS)
-    epoch_df = per_epoch.pivot_table(
-        index=["run_id", "step"], columns="metric", values="value", aggfunc="last"
-    ).rename(columns=EPOCH_METRICS)
-    df = layer_df.reset_index().merge(epoch_df.reset_index(), on=["run_id", "step"], how="left")
-    df = df.rename(columns={"step": "epoch"})
-    for col in VALUE_COLUMNS:
-        if col not in df.columns:
-            df[col] = np.nan
-    df["layer"] = df["layer"].astype("int64")
-    df["epoch"] = df["epoch"].astype("int64")
-    info = pd.DataFrame([_run_columns(r) for r in runs])
-    df = df.merge(info, on="run_id", how="inner")
+    and every param of the run (names as in MLflow), ``seed``, ``n_layers`` and ``ceiling``.
+
+    Rows are sorted by run_id, layer and epoch; text columns are categorical. Works on codes:
+    each point's (run, layer, epoch) row and its column are found with one sort, and values
+    are scattered into place.
+    """
+    info = pd.DataFrame([_run_columns(r) for r in runs] or {"run_id": []})
+    info = info.drop_duplicates("run_id").sort_values("run_id", ignore_index=True)
+    run_ids = pd.Index(info["run_id"])
+    run = _codes(long["run_id"], run_ids)
+    key_codes, key_names = _factorize(long["key"])
+    # per distinct key: which value column it feeds, and its layer (-1: an epoch metric)
+    column = np.full(len(key_names) + 1, -1)
+    key_layer = np.full(len(key_names) + 1, -2)
+    layer_names, epoch_names = list(LAYER_METRICS), list(EPOCH_METRICS)
+    for i, name in enumerate(key_names):
+        metric, _, suffix = str(name).partition("/layer")
+        if metric in LAYER_METRICS and suffix.isdigit():
+            column[i], key_layer[i] = layer_names.index(metric), int(suffix)
+        elif metric in EPOCH_METRICS:
+            column[i], key_layer[i] = epoch_names.index(metric), -1
+    key_codes = np.where(key_codes < 0, len(key_names), key_codes)
+    col, layer = column[key_codes], key_layer[key_codes]
+    step = long["step"].to_numpy(dtype=np.int64)
+    value = long["value"].to_numpy(dtype=float)
+    known = (run >= 0) & (col >= 0)
+    lo = int(step[known].min()) if known.any() else 0
+    span = int(step[known].max()) - lo + 1 if known.any() else 1
+
+    per_layer = known & (layer >= 0)
+    top = int(layer[per_layer].max()) + 1 if per_layer.any() else 1
+    cell = _rows(run[per_layer], layer[per_layer], step[per_layer] - lo, top, span)
+    rows, at = np.unique(cell, return_inverse=True)
+    grid = _scatter(len(rows), at, col[per_layer], value[per_layer], len(layer_names))
+    kept = ~np.isnan(grid).all(axis=1)  # as a pivot: a row needs a value
+    rows, grid = rows[kept], grid[kept]
+    row_run = rows // (top * span)
+    row_layer = rows // span % top
+    row_step = rows % span + lo
+
+    per_epoch = known & (layer == -1)
+    epoch_cell = run[per_epoch] * span + (step[per_epoch] - lo)
+    epoch_rows, epoch_at = np.unique(epoch_cell, return_inverse=True)
+    epoch_grid = _scatter(
+        len(epoch_rows), epoch_at, col[per_epoch], value[per_epoch], len(epoch_names)
+    )
+    wanted = row_run * span + (row_step - lo)
+    where = np.clip(np.searchsorted(epoch_rows, wanted), 0, max(len(epoch_rows) - 1, 0))
+    found = (epoch_rows[where] == wanted) if len(epoch_rows) else np.zeros(len(wanted), bool)
+    epoch_values = np.full((len(rows), len(epoch_names)), np.nan)
+    epoch_values[found] = epoch_grid[where[found]]
+
+    out = {
+        "run_id": pd.Categorical.from_codes(row_run, run_ids),
+        "seed": info["seed"].to_numpy()[row_run] if "seed" in info else np.full(len(rows), -1),
+        "layer": row_layer.astype(np.int64),
+        "epoch": row_step.astype(np.int64),
+    }
+    for j, name in enumerate(layer_names):
+        out[LAYER_METRICS[name]] = grid[:, j]
+    for j, name in enumerate(epoch_names):
+        out[EPOCH_METRICS[name]] = epoch_values[:, j]
+    for name in ("n_layers", "ceiling"):
+        out[name] = info[name].to_numpy()[row_run] if name in info else np.nan
+    params = sorted(c for c in info.columns if c not in out)
+    for name in params:
+        values = pd.Categorical(info[name])
+        out[name] = pd.Categorical.from_codes(values.codes[row_run], values.categories)
+    table = pd.DataFrame(out)
     first = ["run_id", "seed", "layer", "epoch", *VALUE_COLUMNS, "n_layers", "ceiling"]
-    rest = sorted(c for c in df.columns if c not in first)
-    return df[first + rest].sort_values(["run_id", "layer", "epoch"]).reset_index(drop=True)
+    for name in table.select_dtypes("category").columns:
+        table[name] = table[name].cat.remove_unused_categories()
+    return table[first + params]
+
+
+def _codes(column: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value of ``column`` in ``index`` (-1 where absent)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        positions = np.append(index.get_indexer(column.cat.categories.astype(object)), -1)
+        return positions[column.cat.codes.to_numpy()]  # code -1 (missing) maps to -1
+    return index.get_indexer(column.astype(object))
+
+
+def _factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64), column.cat.categories
+    codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _rows(run: np.ndarray, layer: np.ndarray, step: np.ndarray, top: int, span: int) -> np.ndarray:
+    """(run, layer, step) as one sortable int64, in that order of precedence."""
+    if len(run) and (int(run.max()) + 1) * top * span >= 2**62:
+        raise FetchError("too many runs, layers and epochs to index in one table")
+    return (run.astype(np.int64) * top + layer) * span + step
+
+
+def _scatter(n: int, at: np.ndarray, col: np.ndarray, value: np.ndarray, width: int) -> np.ndarray:
+    """An (n, width) array with value[i] at (at[i], col[i]); the last of repeated cells wins."""
+    grid = np.full((n, width), np.nan)
+    cell = at * width + col
+    if len(cell) and np.bincount(cell).max() > 1:
+        last = len(cell) - 1 - np.unique(cell[::-1], return_index=True)[1]
+        at, col, value = at[last], col[last], value[last]
+    grid[at, col] = value
+    return grid
 
 
 def _run_columns(run: Run) -> dict:
@@ -285,19 +413,24 @@ def fetch_series(uri: str, name: str, cache_dir: str | Path | None = None) -> Sw
     ]
     keep_ids = {r.info.run_id for r in keep}
     todo = [r for r in runs if r.info.run_id not in keep_ids]
-    fresh = tidy(fetch_long(uri, client, todo), todo) if todo else None
     parts = []
     if old_table is not None and keep_ids:
-        parts.append(old_table[old_table["run_id"].isin(keep_ids)])
-    if fresh is not None:
-        parts.append(fresh)
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if not table.empty:
+        cached = old_table["run_id"].isin(keep_ids)
+        parts.append(old_table if cached.all() else old_table[cached])
+    if todo:
+        parts.append(tidy(fetch_long(uri, client, todo), todo))
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        table = pd.DataFrame()
+    elif len(parts) == 1:  # a part is sorted already
+        table = _compact(parts[0].reset_index(drop=True))
+    else:
+        table = _compact(pd.concat(parts, ignore_index=True))
         table = table.sort_values(["run_id", "layer", "epoch"]).reset_index(drop=True)
-        table = _compact(table)
     if cache is not None and todo:
         done = {k: v for k, v in sigs.items() if v}
-        cache.save(done, table[table["run_id"].isin(done)] if not table.empty else table)
+        finished = table["run_id"].isin(done) if not table.empty else None
+        cache.save(done, table if finished is None or finished.all() else table[finished])
     return SweepSeries(exp_id, parent, runs, table, [r.info.run_id for r in todo], sorted(keep_ids))
 
 

@@ -57,11 +57,33 @@ class LogEpochSmoother:
         if epoch.shape != values.shape:
             raise SmoothingError(f"epoch {epoch.shape} and values {values.shape} differ in shape")
         keep = np.isfinite(epoch) & np.isfinite(values) & (epoch > 0)
-        out = np.full(len(grid), np.nan)
         if keep.sum() < 2:
-            return out
-        u = np.log10(epoch[keep])
-        y = values[keep]
+            return np.full(len(grid), np.nan)
+        return self._fit(np.log10(epoch[keep]), values[keep][None, :], np.asarray(grid))[0]
+
+    def smooth_many(self, epoch: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """`smooth` of every row of `values` (series x epochs), all measured at `epoch`.
+
+        Rows without missing values share one kernel matrix, so they are smoothed together
+        in two matrix products; rows with NaN are smoothed one by one.
+        """
+        epoch = np.asarray(epoch, dtype=float)
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[1:] != epoch.shape:
+            raise SmoothingError(f"values {values.shape} must be (series, {epoch.size})")
+        grid = np.asarray(grid)
+        out = np.full((len(values), len(grid)), np.nan)
+        whole = np.isfinite(values).all(axis=1)
+        usable = np.isfinite(epoch) & (epoch > 0)
+        if whole.any() and usable.sum() >= 2:
+            out[whole] = self._fit(np.log10(epoch[usable]), values[whole][:, usable], grid)
+        for i in np.flatnonzero(~whole):
+            out[i] = self.smooth(epoch, values[i], grid)
+        return out
+
+    def _fit(self, u: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """Local-linear fits of the rows of `y` (all finite, measured at log epochs `u`)."""
+        out = np.full((len(y), len(grid)), np.nan)
         inside = (grid >= u.min() - 1e-12) & (grid <= u.max() + 1e-12)
         g = grid[inside]
         d = u[None, :] - g[:, None]
@@ -70,14 +92,15 @@ class LogEpochSmoother:
         k = min(self.min_neighbours, len(u)) - 1
         width = np.maximum(self.bandwidth, 1.001 * np.partition(dist, k, axis=1)[:, k])
         w = np.clip(1.0 - (dist / width[:, None]) ** 3, 0.0, None) ** 3
+        wd = w * d
         s0 = w.sum(axis=1)
-        s1 = (w * d).sum(axis=1)
-        s2 = (w * d * d).sum(axis=1)
-        t0 = (w * y).sum(axis=1)
-        t1 = (w * d * y).sum(axis=1)
+        s1 = wd.sum(axis=1)
+        s2 = (wd * d).sum(axis=1)
+        t0 = y @ w.T
+        t1 = y @ wd.T
         det = s0 * s2 - s1 * s1
         # With a single point in the window the local line is undetermined: kernel mean.
         ok = det > 1e-9 * np.maximum(s0 * s2, 1e-300)
         local_linear = (s2 * t0 - s1 * t1) / np.where(ok, det, 1.0)
-        out[inside] = np.where(ok, local_linear, t0 / s0)
+        out[:, inside] = np.where(ok, local_linear, t0 / s0)
         return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis.fetch import SweepSeries, fetch_series, run_signature
-from analysis.parallel import default_workers, process_map, split
+from analysis.parallel import default_workers
 from analysis.phases import PHASE_STATS, run_phases
 from analysis.plots import make_figures
 from analysis.report import write_report
@@ -30,7 +31,7 @@ from analysis.verdicts import classify_runs
 MODEL_AXIS = "model"
 _MODEL_PARTS = ("model.kind", "model.activation", "model.beta", "model.bnn_norm")
 _ARTIFACT_PATH = "analysis"
-_MIN_RUNS_PER_WORKER = 8  # below this, starting processes costs more than it saves
+_LOG_THREADS = 8  # requests in flight when logging statistics back to a tracking server
 
 
 @dataclass
@@ -85,25 +86,22 @@ def _model_label(df: pd.DataFrame) -> pd.Series:
     return label
 
 
-def _run_phases_job(job: tuple[pd.DataFrame, list[str]]) -> pd.DataFrame:
-    return run_phases(*job)
+def _phases(series: SweepSeries, cache: Path) -> pd.DataFrame:
+    """Phase statistics per run and layer, recomputed only for fetched runs.
 
-
-def _phases(series: SweepSeries, cache: Path, workers: int) -> pd.DataFrame:
-    """Phase statistics per run and layer, recomputed only for fetched runs."""
+    One process: the statistics of all trajectories are computed as arrays (a few
+    milliseconds per hundred trajectories), which costs less than starting workers.
+    """
     path = cache / "phases.parquet"
     old = pd.read_parquet(path) if path.exists() else None
     keep = set(series.cached)
     parts = []
     if old is not None and keep:
         parts.append(old[old["run_id"].isin(keep)])
-    todo = series.table[series.table["run_id"].isin(set(series.fetched))]
-    todo = todo[todo["epoch"] >= 1]  # a log-epoch axis starts at epoch 1
-    if not todo.empty:
-        ids = todo["run_id"].unique().tolist()
-        chunks = split(ids, workers if len(ids) >= _MIN_RUNS_PER_WORKER * workers else 1)
-        jobs = [(todo[todo["run_id"].isin(c)], series.config_cols) for c in chunks]
-        parts += process_map(_run_phases_job, jobs, workers)
+    table = series.table
+    fetched = table["run_id"].isin(set(series.fetched)) & (table["epoch"] >= 1)
+    if fetched.any():  # a log-epoch axis starts at epoch 1
+        parts.append(run_phases(table[fetched], series.config_cols))
     phases = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     for col in series.config_cols:
         if col in phases.columns:
@@ -112,23 +110,51 @@ def _phases(series: SweepSeries, cache: Path, workers: int) -> pd.DataFrame:
     return phases
 
 
-def _log_back(client: MlflowClient, phases: pd.DataFrame, run_ids: set[str]) -> None:
-    """Phase statistics as metrics and per-seed verdicts as tags, on each run."""
+def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set[str]) -> None:
+    """Phase statistics as metrics and per-seed verdicts as tags, on each run.
+
+    Into a SQLite store the metrics of all runs go in one transaction (the same rows as
+    ``log_batch``, see sweep.sqlite_metrics) and the tags with one ``log_batch`` per run; to a
+    tracking server one ``log_batch`` per run, several requests at a time.
+    """
     if not run_ids:
         return
     todo = phases[phases["run_id"].isin(run_ids)].reset_index(drop=True)
-    verdicts = classify_runs(todo)
-    for run_id, group in todo.groupby("run_id"):
-        metrics, tags = [], []
-        for idx, row in group.iterrows():
-            k = int(row["layer"])
-            for stat in PHASE_STATS:
-                value = float(row[stat])
-                if math.isfinite(value):
-                    metrics.append(Metric(f"phase/layer{k}/{stat}", value, 0, 0))
-            metrics.append(Metric(f"phase/layer{k}/saturated", float(row["saturated"]), 0, 0))
-            tags.append(RunTag(f"phase.layer{k}.verdict", verdicts.loc[idx]))
+    todo = todo.assign(verdict=classify_runs(todo))
+    batches: dict[str, tuple[list[Metric], list[RunTag]]] = {}
+    columns = ["run_id", "layer", *PHASE_STATS, "saturated", "verdict"]
+    for row in todo[columns].itertuples(index=False):
+        metrics, tags = batches.setdefault(row[0], ([], []))
+        k = int(row[1])
+        for stat, value in zip(PHASE_STATS, row[2:-2], strict=True):
+            if math.isfinite(value):
+                metrics.append(Metric(f"phase/layer{k}/{stat}", float(value), 0, 0))
+        metrics.append(Metric(f"phase/layer{k}/saturated", float(row[-2]), 0, 0))
+        tags.append(RunTag(f"phase.layer{k}.verdict", row[-1]))
+
+    from sweep.sqlite_metrics import bulk_writer  # sweep imports analysis: import when used
+
+    writer = bulk_writer(uri)
+    if writer is not None:
+        try:
+            writer.write(
+                {
+                    run_id: [(m.key, m.value, m.timestamp, m.step) for m in metrics]
+                    for run_id, (metrics, _) in batches.items()
+                }
+            )
+        finally:
+            writer.close()
+        for run_id, (_, tags) in batches.items():
+            client.log_batch(run_id, tags=tags, synchronous=True)
+        return
+
+    def log(item: tuple[str, tuple[list[Metric], list[RunTag]]]) -> None:
+        run_id, (metrics, tags) = item
         client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
+
+    with ThreadPoolExecutor(_LOG_THREADS) as pool:
+        list(pool.map(log, batches.items()))
 
 
 def _signature(series: SweepSeries) -> str:
@@ -164,19 +190,24 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
     table = series.table
     table.to_parquet(out / "series.parquet", index=False)
     config_cols = series.config_cols
-    workers = default_workers()
-    phases = _phases(series, cache, workers)
-    client = MlflowClient(uri)
-    _log_back(client, phases, set(series.fetched))
+    phases = _phases(series, cache)
     phases.to_csv(out / "phases.csv", index=False)
-    verdicts = aggregate(phases, config_cols)
-    verdicts.to_csv(out / "verdicts.csv", index=False)
-    phases = phases.assign(**{MODEL_AXIS: _model_label(phases)})
-    comparisons = compare(phases, comparison_columns(config_cols), KEY_STATS)
-    comparisons.to_csv(out / "comparisons.csv", index=False)
+    client = MlflowClient(uri)
     display = varying_columns(table, config_cols)
-    plot_series = table[table["epoch"] >= 1]
-    figures = make_figures(plot_series, phases, display, out, workers)
+    with_model = phases.assign(**{MODEL_AXIS: _model_label(phases)})
+    # Logging back waits on the store and drawing on worker processes: both go on in the
+    # background while this thread computes the statistics.
+    with ThreadPoolExecutor(2) as background:
+        logged = background.submit(_log_back, client, uri, phases, set(series.fetched))
+        drawn = background.submit(
+            make_figures, table[table["epoch"] >= 1], with_model, display, out, default_workers()
+        )
+        verdicts = aggregate(phases, config_cols)
+        verdicts.to_csv(out / "verdicts.csv", index=False)
+        comparisons = compare(with_model, comparison_columns(config_cols), KEY_STATS)
+        comparisons.to_csv(out / "comparisons.csv", index=False)
+        figures = drawn.result()
+        logged.result()
     shown = verdicts[[*display, *[c for c in verdicts.columns if c not in config_cols]]]
     report = write_report(
         out,

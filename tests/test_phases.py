@@ -3,8 +3,8 @@
 Curves live on u = log10(epoch) in [0, 4] (epochs 1..10^4 on a log-spaced MI schedule, sparse
 early on as in real runs). Tolerances, in decades of epoch, with noise of 0.1 bit on I(X;T):
 - separate phases (rise, rounded peak, fall): the boundary detectors (smoothed peak,
-  two-segment fit, PELT) each within 0.15 decade of the planted boundary (the analytic argmax
-  for the peak; the knot of the lines for the line fits), and the compression onset within
+  two-segment fit, change point) each within 0.15 decade of the planted boundary (the analytic
+  argmax for the peak; the knot of the lines for the line fits), and the compression onset within
   0.15 decade of the analytic epoch where the fall reaches `onset_fraction` of itself;
 - simultaneous phases (plateau, then a fall from the knot): line fits and onset each within
   0.3 decade and with median error under 0.1 decade. Looser because no peak pins the
@@ -21,13 +21,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from ruptures.costs import CostCLinear
 
 from analysis.phases import (
     PHASE_STATS,
     PhaseConfig,
     SeriesTableError,
-    _ContinuousLinearCost,
+    _optimal_partition,
+    _two_segment_break,
     layer_phases,
     run_phases,
 )
@@ -102,11 +102,60 @@ def test_smoother_rejects_bad_input():
         LogEpochSmoother().grid(np.array([0.0, 1.0, 2.0]))
 
 
-def test_prefix_sum_cost_equals_ruptures_clinear():
-    y = np.random.default_rng(0).normal(size=60).cumsum()
-    ours, ref = _ContinuousLinearCost().fit(y), CostCLinear().fit(y)
-    for start, end in [(0, 3), (0, 60), (5, 17), (1, 4), (30, 60)]:
-        assert ours.error(start, end) == pytest.approx(ref.error(start, end), abs=1e-9)
+def chord_cost(y, start, end):
+    """Squared error of y[start:end] about the chord from y[start - 1] (y[0] at 0) to y[end - 1]."""
+    anchor = max(start, 1) - 1
+    k = np.arange(anchor, end)
+    line = y[anchor] + (y[end - 1] - y[anchor]) * (k - anchor) / (end - 1 - anchor)
+    return float(((y[anchor:end] - line) ** 2).sum())
+
+
+def segmentations(n, min_size, start=0):
+    """Every list of segment ends that cuts range(start, n) into pieces of >= min_size."""
+    if n - start < min_size:
+        return
+    yield [n]
+    for end in range(start + min_size, n - min_size + 1):
+        for rest in segmentations(n, min_size, end):
+            yield [end, *rest]
+
+
+def test_optimal_partition_equals_exhaustive_search():
+    rng = np.random.default_rng(0)
+    lengths = np.array([14, 11, 9, 13])
+    sizes = np.array([3, 3, 4, 3])
+    penalties = np.array([0.05, 0.3, 0.01, 1.0])
+    y = rng.normal(size=(4, 14)).cumsum(axis=1)  # padded: row r is read up to lengths[r]
+    found = _optimal_partition(y, lengths, sizes, penalties)
+    for row, n in enumerate(lengths):
+        best = min(
+            segmentations(int(n), int(sizes[row])),
+            key=lambda ends, row=row: sum(
+                chord_cost(y[row], s, e) + penalties[row]
+                for s, e in zip([0, *ends[:-1]], ends, strict=True)
+            ),
+        )
+        assert found[row] == best
+
+
+def test_two_segment_fit_equals_least_squares_per_knot():
+    rng = np.random.default_rng(1)
+    u = np.linspace(0.0, 3.0, 60)
+    y = np.stack([np.minimum(u - 1.2, 0.4 * (1.2 - u)), np.abs(u - 2.0), -np.abs(u - 1.7)])
+    y = y + rng.normal(0, 0.05, y.shape)
+    ends = np.array([60, 45, 52])
+    found = _two_segment_break(u, y, ends, 5)
+    for row, n in enumerate(ends):
+        best, knot = np.inf, np.nan
+        for c in range(5, n - 5):
+            d = u[:n] - u[c]
+            basis = np.stack([np.ones(n), np.minimum(d, 0), np.maximum(d, 0)], axis=1)
+            coef, *_ = np.linalg.lstsq(basis, y[row, :n], rcond=None)
+            sse = ((basis @ coef - y[row, :n]) ** 2).sum()
+            if coef[2] < coef[1] and sse < best:
+                best, knot = sse, u[c]
+        assert found[row] == pytest.approx(knot, nan_ok=True)
+    assert np.isnan(found[1])  # a V: the slope rises at every knot
 
 
 def test_detectors_recover_planted_peak_between_expansion_and_compression():
@@ -283,3 +332,27 @@ def test_run_phases_warns_and_leaves_nan_for_a_run_too_short_to_read():
     assert len(b) == 2
     assert b[list(PHASE_STATS)].isna().all().all()
     assert out.loc[out["run_id"] == "a", "compression"].notna().all()
+
+
+def test_run_phases_computes_each_trajectory_as_layer_phases_does():
+    rng = np.random.default_rng(10)
+    frames = []
+    for i, epochs in enumerate([EPOCHS, EPOCHS, EPOCHS[::2], EPOCHS]):
+        ixt = soft_hinge(U, 6.0, rng.uniform(1.5, 2.8), 1.0, -1.2) + rng.normal(0, 0.1, U.size)
+        snr = 10 ** (0.25 - 0.75 * np.tanh((U - 2.0) / 0.2) + rng.normal(0, 0.1, U.size))
+        frame = pd.DataFrame(
+            {"epoch": EPOCHS, "i_xt": ixt, "i_ty": rise(U, 0.1, 0.8, 1.5, 0.25), "grad_snr": snr}
+        )
+        frame = frame[frame["epoch"].isin(epochs)].assign(run_id=f"r{i}", layer=1)
+        frames.append(frame)
+    frames[1].loc[frames[1].index[40:45], "i_xt"] = np.nan  # a gap: computed on its own
+    frames[3].loc[frames[3].index[::3], "grad_snr"] = np.nan  # SNR with gaps
+    df = pd.concat(frames).assign(seed=0, n_layers=1, ceiling=12.0, cfg="x")
+    out = run_phases(df, ["cfg"]).set_index("run_id")
+    for frame in frames:
+        one = layer_phases(
+            frame["epoch"].to_numpy(float), frame["i_xt"], frame["i_ty"], frame["grad_snr"], 12.0
+        )
+        row = out.loc[frame["run_id"].iloc[0]]
+        for name in PHASE_STATS:
+            assert row[name] == pytest.approx(getattr(one, name), rel=1e-9, nan_ok=True), name

@@ -114,6 +114,17 @@ def test_comparison_png_puts_configurations_side_by_side(tables, tmp_path):
     assert_drawn(path)
 
 
+def test_figures_drawn_again_for_the_next_configuration_equal_new_ones(tables, tmp_path):
+    series, phases = tables
+    figures = make_figures(series, phases, CONFIG_COLS, tmp_path / "kept")
+    for config in configurations(series, CONFIG_COLS):  # the second reuses the first's figures
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in config.items())
+        plane = plot_information_plane(series, config, tmp_path / "plane.png")
+        traj = plot_trajectories(series, phases, config, tmp_path / "traj.png")
+        np.testing.assert_array_equal(imread(figures[f"Information plane: {label}"]), imread(plane))
+        np.testing.assert_array_equal(imread(figures[f"Trajectories: {label}"]), imread(traj))
+
+
 def test_plots_reject_an_unknown_configuration(tables, tmp_path):
     series, _ = tables
     with pytest.raises(PlotInputError, match="no series rows"):
