@@ -25,6 +25,7 @@ from analysis.parallel import default_workers
 from analysis.phases import PHASE_STATS, run_phases
 from analysis.plots import make_figures
 from analysis.report import write_report
+from analysis.sqlite_metrics import bulk_writer
 from analysis.statistics import KEY_STATS, aggregate, compare
 from analysis.verdicts import classify_runs
 
@@ -114,7 +115,7 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
     """Phase statistics as metrics and per-seed verdicts as tags, on each run.
 
     Into a SQLite store the metrics of all runs go in one transaction (the same rows as
-    ``log_batch``, see sweep.sqlite_metrics) and the tags with one ``log_batch`` per run; to a
+    ``log_batch``, see analysis.sqlite_metrics) and the tags with one ``log_batch`` per run; to a
     tracking server one ``log_batch`` per run, several requests at a time.
     """
     if not run_ids:
@@ -131,8 +132,6 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
                 metrics.append(Metric(f"phase/layer{k}/{stat}", float(value), 0, 0))
         metrics.append(Metric(f"phase/layer{k}/saturated", float(row[-2]), 0, 0))
         tags.append(RunTag(f"phase.layer{k}.verdict", row[-1]))
-
-    from sweep.sqlite_metrics import bulk_writer  # sweep imports analysis: import when used
 
     writer = bulk_writer(uri)
     if writer is not None:

@@ -239,6 +239,10 @@ def sweep_run(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     ]
     first = min(r["time_total_s"] for r in results)
     trial = max(r["time_total_s"] for r in results)
+    # steady state: from the first report 5 s into training (start-up, such as loading the
+    # compiled kernels, behind it) to the end, the final flush and the runs' ending included
+    timed = sorted((r["time_total_s"], r["epoch"]) for r in results if "epoch" in r)
+    start = next(t for t in timed if t[0] >= first + 5.0)
     with sqlite3.connect(folder / "mlflow.db") as db:
         points = db.execute(
             "SELECT COUNT(*) FROM metrics WHERE run_uuid IN "
@@ -251,6 +255,7 @@ def sweep_run(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
         "sweep_wall_s": wall,
         "per_s_trial": work / trial,
         "per_s_after_setup": work / (trial - first),
+        "per_s_steady": n_seeds * (timed[-1][1] - start[1]) / (timed[-1][0] - start[0]),
         "per_s_sweep": work / wall,
         "points": points,
         "points_expected": n_seeds * ((epochs + 1) * POINTS_PER_SEED_EPOCH - 6),
@@ -310,7 +315,7 @@ def bulk_write_rate(n_runs: int, n_epochs: int, repeats: int) -> dict:
     """Points per second of the sweeps' SQLite writer, in flushes of ``n_epochs`` epochs."""
     from mlflow.tracking import MlflowClient
 
-    from sweep.sqlite_metrics import SqliteMetricWriter
+    from analysis.sqlite_metrics import SqliteMetricWriter
     from sweep.tracking import layer_keys
 
     keys = layer_keys(6)
@@ -380,7 +385,7 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     """
     from mlflow.tracking import MlflowClient
 
-    from sweep.sqlite_metrics import bulk_writer
+    from analysis.sqlite_metrics import bulk_writer
     from sweep.tracking import MetricSink
     from sweep.trainable import epoch_metrics
 
@@ -560,17 +565,27 @@ def main() -> None:
             **sweeps[0],
             **{
                 k: statistics.median(s[k] for s in sweeps)
-                for k in ("trial_s", "setup_s", "sweep_wall_s", "per_s_trial", "per_s_after_setup")
+                for k in (
+                    "trial_s",
+                    "setup_s",
+                    "sweep_wall_s",
+                    "per_s_trial",
+                    "per_s_after_setup",
+                    "per_s_steady",
+                )
             },
+            "per_s_steady_runs": [s["per_s_steady"] for s in sweeps],
+            "per_s_after_setup_runs": [s["per_s_after_setup"] for s in sweeps],
             "load": [s["load"] for s in sweeps],
             "runs": len(sweeps),
         }
         res["c_sweep"]["vs_a"] = res["c_sweep"]["per_s_trial"] / res["a_baseline"]["per_s"]
         # what Tune, MLflow and the trial's process add to the same work in-process
-        trial_ms = 1e3 / res["c_sweep"]["per_s_after_setup"]
-        overhead = trial_ms - res["b_train_tanh"]["ms_per_seed_epoch"]
-        res["c_sweep"]["overhead_ms_per_seed_epoch"] = overhead
-        res["c_sweep"]["overhead_fraction_of_trial"] = overhead / trial_ms
+        for rate in ("per_s_after_setup", "per_s_steady"):
+            trial_ms = 1e3 / res["c_sweep"][rate]
+            overhead = trial_ms - res["b_train_tanh"]["ms_per_seed_epoch"]
+            res["c_sweep"][f"overhead_ms_per_seed_epoch_{rate}"] = overhead
+            res["c_sweep"][f"overhead_fraction_of_trial_{rate}"] = overhead / trial_ms
         show(
             f"(c) sweep through Ray Tune + MLflow (SQLite), {seeds} seeds, 1 trial", res["c_sweep"]
         )

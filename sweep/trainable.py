@@ -16,11 +16,11 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from analysis.series_artifact import write_series_artifact
+from analysis.sqlite_metrics import bulk_writer
 from models.config import ModelConfig, TrainConfig
 from models.datasets import Dataset, load_dataset
 from models.training import EpochRecord, Trainer
 from sweep.measure import LayerMeter
-from sweep.sqlite_metrics import bulk_writer
 from sweep.store import child_runs, create_child, package_version
 from sweep.tracking import (
     DEFAULT_RETRY_S,

@@ -10,7 +10,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sweep.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
+from analysis.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
 from sweep.store import open_experiment
 from sweep.tracking import MetricSink
 

@@ -13,7 +13,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
-from sweep.sqlite_metrics import SqliteMetricWriter
+from analysis.sqlite_metrics import SqliteMetricWriter
 from sweep.store import open_experiment
 from sweep.tracking import (
     MetricSink,
