@@ -69,10 +69,11 @@ class SqliteMetricWriter:
 
     Stores what ``MlflowClient.log_batch`` would (the same rows, the same rule for the latest
     value, exact duplicates dropped), built from MLflow's own table models, but every run of a
-    flush in one transaction of plain ``executemany`` calls: ``log_batch`` spends a transaction
-    and ORM work per run and call, about 10,000 points/s here, which bounds a sweep that logs MI
-    every epoch (bench/README.md). For ``sqlite:`` stores that MLflow created and migrated; runs
-    that are missing or deleted are refused, as MLflow refuses them.
+    flush in one transaction of two statements (rows as one JSON parameter, or ``executemany``
+    on SQLite older than 3.38): ``log_batch`` spends a transaction and ORM work per run and
+    call, about 10,000 points/s here, which bounds a sweep that logs MI every epoch
+    (bench/README.md). For ``sqlite:`` stores that MLflow created and migrated; runs that are
+    missing or deleted are refused, as MLflow refuses them.
     """
 
     def __init__(self, uri: str, timeout_s: float = 60.0, json_rows: bool = JSON_ROWS) -> None:

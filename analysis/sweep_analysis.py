@@ -25,7 +25,7 @@ from analysis.parallel import default_workers
 from analysis.phases import PHASE_STATS, run_phases
 from analysis.plots import make_figures
 from analysis.report import write_report
-from analysis.sqlite_metrics import bulk_writer
+from analysis.sqlite_metrics import Point, bulk_writer
 from analysis.statistics import KEY_STATS, aggregate, compare
 from analysis.verdicts import classify_runs
 
@@ -122,34 +122,30 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
         return
     todo = phases[phases["run_id"].isin(run_ids)].reset_index(drop=True)
     todo = todo.assign(verdict=classify_runs(todo))
-    batches: dict[str, tuple[list[Metric], list[RunTag]]] = {}
+    batches: dict[str, tuple[list[Point], list[RunTag]]] = {}
     columns = ["run_id", "layer", *PHASE_STATS, "saturated", "verdict"]
     for row in todo[columns].itertuples(index=False):
-        metrics, tags = batches.setdefault(row[0], ([], []))
+        points, tags = batches.setdefault(row[0], ([], []))
         k = int(row[1])
         for stat, value in zip(PHASE_STATS, row[2:-2], strict=True):
             if math.isfinite(value):
-                metrics.append(Metric(f"phase/layer{k}/{stat}", float(value), 0, 0))
-        metrics.append(Metric(f"phase/layer{k}/saturated", float(row[-2]), 0, 0))
+                points.append((f"phase/layer{k}/{stat}", float(value), 0, 0))
+        points.append((f"phase/layer{k}/saturated", float(row[-2]), 0, 0))
         tags.append(RunTag(f"phase.layer{k}.verdict", row[-1]))
 
     writer = bulk_writer(uri)
     if writer is not None:
         try:
-            writer.write(
-                {
-                    run_id: [(m.key, m.value, m.timestamp, m.step) for m in metrics]
-                    for run_id, (metrics, _) in batches.items()
-                }
-            )
+            writer.write({run_id: points for run_id, (points, _) in batches.items()})
         finally:
             writer.close()
         for run_id, (_, tags) in batches.items():
             client.log_batch(run_id, tags=tags, synchronous=True)
         return
 
-    def log(item: tuple[str, tuple[list[Metric], list[RunTag]]]) -> None:
-        run_id, (metrics, tags) = item
+    def log(item: tuple[str, tuple[list[Point], list[RunTag]]]) -> None:
+        run_id, (points, tags) = item
+        metrics = [Metric(*p) for p in points]
         client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
 
     with ThreadPoolExecutor(_LOG_THREADS) as pool:

@@ -313,9 +313,8 @@ class MetricSink:
 
     def flush(self) -> None:
         """Block until every queued point is written (or raise TrackingUnavailable)."""
-        with self._cond:
-            self._flush_requested = True
-            self._cond.notify_all()
+        with self._cond:  # a re-entrant lock: request_flush takes it again
+            self.request_flush()
             while self._error is None and (self._has_pending() or self._busy):
                 self._cond.wait(0.05)
             self._raise_if_failed()
