@@ -29,7 +29,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from pandas.api.types import union_categoricals
 
-from analysis.series_artifact import TAG, read_series_artifacts
+from ibsweep.analysis.series_artifact import TAG, read_series_artifacts
 
 EPOCH_METRICS = {"loss": "loss", "train_acc": "train_acc", "test_acc": "test_acc"}
 LAYER_METRICS = {"I_XT": "i_xt", "I_TY": "i_ty", "grad_snr": "grad_snr"}

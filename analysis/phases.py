@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.smoothing import LogEpochSmoother
+from ibsweep.analysis.smoothing import LogEpochSmoother
 
 
 class SeriesTableError(ValueError):

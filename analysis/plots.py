@@ -24,7 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from analysis.parallel import process_map, split
+from ibsweep.analysis.parallel import process_map, split
 
 DPI = 100
 # Margins in inches: room for tick labels and axis labels (left, bottom), titles (top), and the

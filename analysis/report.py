@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.statistics import KEY_STATS
+from ibsweep.analysis.statistics import KEY_STATS
 
 _MAX_COMPARISONS = 50
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.phases import PHASE_STATS, PhaseConfig
-from analysis.verdicts import classify_runs, vote
+from ibsweep.analysis.phases import PHASE_STATS, PhaseConfig
+from ibsweep.analysis.verdicts import classify_runs, vote
 
 # The statistics that carry the phase picture: compared by default and shown in the report.
 KEY_STATS: tuple[str, ...] = (

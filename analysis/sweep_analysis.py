@@ -20,14 +20,14 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.fetch import SweepSeries, fetch_series, run_signature
-from analysis.parallel import default_workers
-from analysis.phases import PHASE_STATS, run_phases
-from analysis.plots import make_figures
-from analysis.report import write_report
-from analysis.sqlite_metrics import Point, bulk_writer
-from analysis.statistics import KEY_STATS, aggregate, compare
-from analysis.verdicts import classify_runs
+from ibsweep.analysis.fetch import SweepSeries, fetch_series, run_signature
+from ibsweep.analysis.parallel import default_workers
+from ibsweep.analysis.phases import PHASE_STATS, run_phases
+from ibsweep.analysis.plots import make_figures
+from ibsweep.analysis.report import write_report
+from ibsweep.analysis.sqlite_metrics import Point, bulk_writer
+from ibsweep.analysis.statistics import KEY_STATS, aggregate, compare
+from ibsweep.analysis.verdicts import classify_runs
 
 MODEL_AXIS = "model"
 _MODEL_PARTS = ("model.kind", "model.activation", "model.beta", "model.bnn_norm")

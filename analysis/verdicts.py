@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.phases import PhaseConfig
+from ibsweep.analysis.phases import PhaseConfig
 
 VERDICTS: tuple[str, ...] = (
     "separate",

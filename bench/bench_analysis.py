@@ -30,8 +30,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from analysis.series_artifact import store_series_table
-from analysis.sweep_analysis import analyze_sweep
+from ibsweep.analysis.series_artifact import store_series_table
+from ibsweep.analysis.sweep_analysis import analyze_sweep
 
 LAYERS = 4
 MODELS = [("dnn", "tanh"), ("dnn", "relu"), ("bnn", "ste"), ("bnn", "approx_sign")]

@@ -21,15 +21,11 @@ import argparse
 import math
 import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def pin_one_thread() -> None:
@@ -184,8 +180,7 @@ def main() -> None:
     parser.add_argument("--kde-large", action="store_true", help="also run kde on 70000 x 1024")
     args = parser.parse_args()
     pin_one_thread()
-    sys.path.insert(0, str(ROOT))
-    from analysis.estimators import Estimator, default_estimator, make_estimator
+    from ibsweep.analysis.estimators import Estimator, default_estimator, make_estimator
 
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     rng = np.random.default_rng(0)
@@ -238,7 +233,7 @@ def main() -> None:
     # 64 seeds of each network, packed as the trainer hands them over (units-first views): all
     # seeds and layers in one estimate_stacked call, compiled counting against the numpy path
     # (sorts and run lengths); the two must give the same numbers
-    import analysis.estimators.stacked as stacked
+    from ibsweep.analysis.estimators import stacked
 
     for label, ests, binary in (
         ("64 seeds x 6 layers, tanh (estimate_stacked, one call)", tanh_est, False),

@@ -51,13 +51,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from models.config import ModelConfig, TrainConfig  # noqa: E402
-from models.datasets import Dataset, load_dataset, split_indices  # noqa: E402
-from models.training import Trainer  # noqa: E402
-from sweep.measure import LayerMeter  # noqa: E402
-from sweep.single_run import record_columns, train_single  # noqa: E402
+from ibsweep.models.config import ModelConfig, TrainConfig  # noqa: E402
+from ibsweep.models.datasets import Dataset, load_dataset, split_indices  # noqa: E402
+from ibsweep.models.training import Trainer  # noqa: E402
+from ibsweep.sweep.measure import LayerMeter  # noqa: E402
+from ibsweep.sweep.single_run import record_columns, train_single  # noqa: E402
 
 TANH = ModelConfig()
 BNN = ModelConfig(kind="bnn", activation="ste")
@@ -178,7 +177,7 @@ def packed_run(model: ModelConfig, data: Dataset, n_seeds: int, epochs: int) -> 
 def cli_run(n_seeds: int, epochs: int, out: Path) -> dict:
     """The command itself in a subprocess, once: wall time including Python and torch start."""
     cmd = [
-        sys.executable, "-m", "sweep.cli", "train", "--seeds", str(n_seeds),
+        sys.executable, "-m", "ibsweep.sweep.cli", "train", "--seeds", str(n_seeds),
         "--epochs", str(epochs), "--quiet", "--out", str(out),
     ]  # fmt: skip
     before = load()
@@ -226,8 +225,8 @@ def sweep_run(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     before = load()
     wall = time.perf_counter()
     code = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "run", str(spec), "--no-analyze"],
-        cwd=folder, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "ibsweep.sweep.cli", "run", str(spec), "--no-analyze"],
+        cwd=folder, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - wall
     if code.returncode != 0:
@@ -280,9 +279,8 @@ def quick_yaml(seeds_per_trial: int, repeats: int) -> dict:
         loads.append(load())
         wall = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "sweep.cli", "run", "quick.yaml", "--no-analyze"],
+            [sys.executable, "-m", "ibsweep.sweep.cli", "run", "quick.yaml", "--no-analyze"],
             cwd=folder, check=True, capture_output=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         walls.append(time.perf_counter() - wall)
     return {"wall_s": statistics.median(walls), "runs": repeats, "load": loads}
@@ -315,8 +313,8 @@ def bulk_write_rate(n_runs: int, n_epochs: int, repeats: int) -> dict:
     """Points per second of the sweeps' SQLite writer, in flushes of ``n_epochs`` epochs."""
     from mlflow.tracking import MlflowClient
 
-    from analysis.sqlite_metrics import SqliteMetricWriter
-    from sweep.tracking import layer_keys
+    from ibsweep.analysis.sqlite_metrics import SqliteMetricWriter
+    from ibsweep.sweep.tracking import layer_keys
 
     keys = layer_keys(6)
     per_s = []
@@ -385,9 +383,9 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     """
     from mlflow.tracking import MlflowClient
 
-    from analysis.sqlite_metrics import bulk_writer
-    from sweep.tracking import MetricSink
-    from sweep.trainable import epoch_metrics
+    from ibsweep.analysis.sqlite_metrics import bulk_writer
+    from ibsweep.sweep.tracking import MetricSink
+    from ibsweep.sweep.trainable import epoch_metrics
 
     data = load_dataset("tishby")
     trainer = Trainer(model, TrainConfig(epochs=epochs + 1), data, list(range(n_seeds)))

@@ -20,8 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.config import ModelConfig
-from models.surrogates import SURROGATE_GRADS, binarize_weights, binary_sign, sign_activation
+from ibsweep.models.config import ModelConfig
+from ibsweep.models.surrogates import (
+    SURROGATE_GRADS,
+    binarize_weights,
+    binary_sign,
+    sign_activation,
+)
 
 _DNN_ACTIVATIONS = {
     "tanh": torch.tanh,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.compiled import compile_loop
+from ibsweep.models.compiled import compile_loop
 
 _SPARE_WORDS = 64  # 32-bit words drawn beyond two per position
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.config import ModelConfig, TrainConfig
-from models.datasets import Dataset, measure_indices, split_indices
-from models.network import StackedMLP, UnitsPass
-from models.shuffle import epoch_orders
+from ibsweep.models.config import ModelConfig, TrainConfig
+from ibsweep.models.datasets import Dataset, measure_indices, split_indices
+from ibsweep.models.network import StackedMLP, UnitsPass
+from ibsweep.models.shuffle import epoch_orders
 
 MEASURE_SETS: tuple[str, ...] = ("full", "train", "test")
 

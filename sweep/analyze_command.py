@@ -6,11 +6,11 @@ import math
 import sys
 from pathlib import Path
 
-from analysis.fetch import FetchError
-from analysis.sweep_analysis import SweepAnalysis
-from analysis.sweep_analysis import analyze_sweep as run_analysis
-from sweep.errors import UsageError
-from sweep.tracking import resolve_tracking_uri
+from ibsweep.analysis.fetch import FetchError
+from ibsweep.analysis.sweep_analysis import SweepAnalysis
+from ibsweep.analysis.sweep_analysis import analyze_sweep as run_analysis
+from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.tracking import resolve_tracking_uri
 
 _SHOWN = ("expansion", "compression", "t50", "boundary_peak")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from models.config import (
+from ibsweep.models.config import (
     ACTIVATIONS,
     BNN_ACTIVATIONS,
     DNN_ACTIVATIONS,
@@ -18,7 +18,7 @@ from models.config import (
     TrainConfig,
     describe_validation_error,
 )
-from sweep.errors import UsageError
+from ibsweep.sweep.errors import UsageError
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -37,7 +37,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from models.datasets import DATASETS
+    from ibsweep.models.datasets import DATASETS
 
     parser = argparse.ArgumentParser(
         prog="ibsweep",
@@ -126,27 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             return _default_job()
         if args.command == "data":
-            from sweep.data_command import describe_dataset
+            from ibsweep.sweep.data_command import describe_dataset
 
             return describe_dataset(args.name, args.data_dir, args.export, args.seed)
         if args.command == "train":
             return _train(args)
         if args.command == "plan":
-            from sweep.plan_command import print_plan
+            from ibsweep.sweep.plan_command import print_plan
 
             return print_plan(args.file)
         if args.command == "run":
-            from sweep.runner import run_sweep
+            from ibsweep.sweep.runner import run_sweep
 
             return run_sweep(
                 args.file, args.tracking_uri, args.address, args.restart, not args.no_analyze
             )
         if args.command == "analyze":
-            from sweep.analyze_command import analyze_sweep
+            from ibsweep.sweep.analyze_command import analyze_sweep
 
             return analyze_sweep(args.name, args.tracking_uri, args.out)
         if args.command == "submit":
-            from sweep.submit import submit_sweep
+            from ibsweep.sweep.submit import submit_sweep
 
             return submit_sweep(args.file, args.address, args.tracking_uri, not args.no_wait)
         if args.command == "ui":
@@ -192,10 +192,10 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sweep.data_command import load_or_usage_error
-    from sweep.measure import LayerMeter, parse_estimator_spec
-    from sweep.single_run import ProgressLine, train_single
-    from sweep.tables import write_table
+    from ibsweep.sweep.data_command import load_or_usage_error
+    from ibsweep.sweep.measure import LayerMeter, parse_estimator_spec
+    from ibsweep.sweep.single_run import ProgressLine, train_single
+    from ibsweep.sweep.tables import write_table
 
     model, train = _configs(args)
     if args.seeds <= 0 or args.seed < 0:
@@ -221,7 +221,7 @@ def _train(args: argparse.Namespace) -> int:
         args.mi_every,
         progress,
     )
-    from sweep.summary import print_run_summary
+    from ibsweep.sweep.summary import print_run_summary
 
     print_run_summary(model, train, data.name, result)
     if args.out:
@@ -233,7 +233,7 @@ def _train(args: argparse.Namespace) -> int:
 def _ui(uri: str | None, port: int) -> int:
     import os
 
-    from sweep.tracking import resolve_tracking_uri
+    from ibsweep.sweep.tracking import resolve_tracking_uri
 
     store = resolve_tracking_uri(uri, None)
     cmd = ["mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1"]
@@ -245,13 +245,13 @@ def _ui(uri: str | None, port: int) -> int:
 
 def default_sweep_file() -> str:
     """The shipped quick sweep that the main job runs."""
-    from pathlib import Path
+    from ibsweep.examples import example_path
 
-    return str(Path(__file__).resolve().parent.parent / "examples" / "quick.yaml")
+    return str(example_path("quick"))
 
 
 def _default_job() -> int:
-    from sweep.runner import run_sweep
+    from ibsweep.sweep.runner import run_sweep
 
     return run_sweep(default_sweep_file())
 

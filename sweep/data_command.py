@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.datasets import Dataset, DatasetError, load_dataset, split_indices
-from sweep.errors import UsageError
+from ibsweep.models.datasets import Dataset, DatasetError, load_dataset, split_indices
+from ibsweep.sweep.errors import UsageError
 
 
 def load_or_usage_error(name: str, data_dir: str | None) -> Dataset:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from models.config import ACTIVATIONS, ModelConfig, TrainConfig
-from sweep.measure import measured_epochs
-from sweep.spec import SweepSpec
+from ibsweep.models.config import ACTIVATIONS, ModelConfig, TrainConfig
+from ibsweep.sweep.measure import measured_epochs
+from ibsweep.sweep.spec import SweepSpec
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.estimators import (
+from ibsweep.analysis.estimators import (
     StackedEstimates,
     default_estimator,
     estimate_stacked,
     make_estimator,
 )
-from models.config import ModelConfig
-from sweep.errors import UsageError
+from ibsweep.models.config import ModelConfig
+from ibsweep.sweep.errors import UsageError
 
 
 def parse_estimator_spec(spec: str) -> tuple[str, dict[str, object]]:

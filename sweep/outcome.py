@@ -7,10 +7,10 @@ import sys
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from sweep.grid import Plan
-from sweep.runner import Execution
-from sweep.store import child_runs, set_tags
-from sweep.tuning import TuneOutcome
+from ibsweep.sweep.grid import Plan
+from ibsweep.sweep.runner import Execution
+from ibsweep.sweep.store import child_runs, set_tags
+from ibsweep.sweep.tuning import TuneOutcome
 
 
 def finish_execution(
@@ -87,7 +87,7 @@ def finish_execution(
     status = RunStatus.FINISHED
     client.set_terminated(pid, RunStatus.to_string(status))
     if analyze:
-        from sweep.analyze_command import analyze_after_run
+        from ibsweep.sweep.analyze_command import analyze_after_run
 
         analyze_after_run(plan.spec.name, uri)
     print(f"results: ibsweep ui --tracking-uri {uri}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sweep.grid import expand
-from sweep.spec import load_spec
+from ibsweep.sweep.grid import expand
+from ibsweep.sweep.spec import load_spec
 
 
 def print_plan(spec_path: str) -> int:

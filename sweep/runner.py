@@ -10,12 +10,12 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from models.datasets import DatasetError, load_dataset, measure_indices, split_indices
-from sweep.errors import UsageError
-from sweep.grid import Plan, Trial, expand, train_config
-from sweep.measure import LayerMeter
-from sweep.spec import SweepSpec, load_spec, uri_has_password
-from sweep.store import (
+from ibsweep.models.datasets import DatasetError, load_dataset, measure_indices, split_indices
+from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.grid import Plan, Trial, expand, train_config
+from ibsweep.sweep.measure import LayerMeter
+from ibsweep.sweep.spec import SweepSpec, load_spec, uri_has_password
+from ibsweep.sweep.store import (
     child_runs,
     create_child,
     latest_parent,
@@ -24,7 +24,7 @@ from sweep.store import (
     package_version,
     set_tags,
 )
-from sweep.tracking import (
+from ibsweep.sweep.tracking import (
     DEFAULT_RETRY_S,
     UNAVAILABLE,
     Spool,
@@ -420,12 +420,12 @@ def run_sweep(
         deliver_spool(client, execution, spec.tracking.retry_s or DEFAULT_RETRY_S)
     except TrackingUnavailable as err:
         raise UsageError(f"{err}; the points stay in {execution.spool.root}") from None
-    from sweep.tuning import run_tuner
+    from ibsweep.sweep.tuning import run_tuner
 
     outcome = run_tuner(plan, execution, uri, data_root, address, measured)
     code = stopped_by_tracking(client, execution, outcome.errors, uri, path)
     if code is not None:
         return code
-    from sweep.outcome import finish_execution
+    from ibsweep.sweep.outcome import finish_execution
 
     return finish_execution(client, plan, execution, outcome, uri, analyze)

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from analysis.estimators import StackedEstimates
-from models.config import ModelConfig, TrainConfig
-from models.datasets import Dataset
-from models.training import EpochRecord, Trainer
-from sweep.measure import LayerMeter, measured_epochs
+from ibsweep.analysis.estimators import StackedEstimates
+from ibsweep.models.config import ModelConfig, TrainConfig
+from ibsweep.models.datasets import Dataset
+from ibsweep.models.training import EpochRecord, Trainer
+from ibsweep.sweep.measure import LayerMeter, measured_epochs
 
 COLUMNS = (
     "seed", "epoch", "layer", "loss", "train_acc", "test_acc",

@@ -11,10 +11,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from analysis.estimators import make_estimator
-from models.config import ACTIVATIONS, KINDS, describe_validation_error
-from models.datasets import DATASETS
-from sweep.errors import UsageError
+from ibsweep.analysis.estimators import make_estimator
+from ibsweep.models.config import ACTIVATIONS, KINDS, describe_validation_error
+from ibsweep.models.datasets import DATASETS
+from ibsweep.sweep.errors import UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 METRICS = ("test_acc", "train_acc", "loss")

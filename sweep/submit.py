@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep.errors import UsageError
-from sweep.grid import expand
-from sweep.runner import use_ray_token
-from sweep.spec import load_spec, uri_has_password
+from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.grid import expand
+from ibsweep.sweep.runner import use_ray_token
+from ibsweep.sweep.spec import load_spec, uri_has_password
 
 
 def job_entrypoint(file_name: str, tracking_uri: str | None) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from models.config import ModelConfig, TrainConfig
-from sweep.single_run import RunResult
+from ibsweep.models.config import ModelConfig, TrainConfig
+from ibsweep.sweep.single_run import RunResult
 
 
 def print_run_summary(

@@ -19,7 +19,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from analysis.sqlite_metrics import Point, SqliteMetricWriter
+from ibsweep.analysis.sqlite_metrics import Point, SqliteMetricWriter
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call

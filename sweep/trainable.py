@@ -15,14 +15,14 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from analysis.series_artifact import write_series_artifact
-from analysis.sqlite_metrics import bulk_writer
-from models.config import ModelConfig, TrainConfig
-from models.datasets import Dataset, load_dataset
-from models.training import EpochRecord, Trainer
-from sweep.measure import LayerMeter
-from sweep.store import child_runs, create_child, package_version
-from sweep.tracking import (
+from ibsweep.analysis.series_artifact import write_series_artifact
+from ibsweep.analysis.sqlite_metrics import bulk_writer
+from ibsweep.models.config import ModelConfig, TrainConfig
+from ibsweep.models.datasets import Dataset, load_dataset
+from ibsweep.models.training import EpochRecord, Trainer
+from ibsweep.sweep.measure import LayerMeter
+from ibsweep.sweep.store import child_runs, create_child, package_version
+from ibsweep.sweep.tracking import (
     DEFAULT_RETRY_S,
     MetricSink,
     Spool,

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from ray import tune
 
-from sweep.grid import Plan
-from sweep.progress import SweepProgress
-from sweep.runner import Execution, init_ray, search_trial, trial_space
-from sweep.trainable import train_trial
+from ibsweep.sweep.grid import Plan
+from ibsweep.sweep.progress import SweepProgress
+from ibsweep.sweep.runner import Execution, init_ray, search_trial, trial_space
+from ibsweep.sweep.trainable import train_trial
 
 
 @dataclass

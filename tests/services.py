@@ -31,7 +31,7 @@ def write_sweep(folder: Path, spec: dict, name: str = "sweep.yaml") -> Path:
 def ibsweep(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
     """Run the ibsweep command line in its own process; returns the CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", "sweep.cli", *args],
+        [sys.executable, "-m", "ibsweep.sweep.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sweep.cli import main
-from sweep.tables import read_table
+from ibsweep.sweep.cli import main
+from ibsweep.sweep.tables import read_table
 from tests.datafiles import make_idx_set, write_idx_set
 
 
@@ -121,6 +121,8 @@ def test_bad_widths_syntax_and_unknown_option_exit_2(capsys):
 
 def test_console_script_is_installed(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "data", "digits"], capture_output=True, text=True
+        [sys.executable, "-m", "ibsweep.sweep.cli", "data", "digits"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0 and "1797" in proc.stdout

@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweep.cli import main
-from sweep.errors import UsageError
-from sweep.runner import check_cluster, resolve_storage, storage_is_shared, tracking_is_local
-from sweep.spec import SweepSpec, load_spec
+from ibsweep.sweep.cli import main
+from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.runner import (
+    check_cluster,
+    resolve_storage,
+    storage_is_shared,
+    tracking_is_local,
+)
+from ibsweep.sweep.spec import SweepSpec, load_spec
 from tests.services import (
     assert_histories_exact,
     ibsweep,
@@ -229,7 +234,7 @@ def test_driver_killed_on_the_cluster_then_run_again_resumes(cluster, tmp_path):
     path = write_sweep(tmp_path, spec)
     args = ["run", str(path), "--address", ray.address, "--tracking-uri", uri, "--no-analyze"]
     driver = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", *args],
+        [sys.executable, "-m", "ibsweep.sweep.cli", *args],
         cwd=tmp_path,
         env=_driver_env(ray),
         stdout=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.datasets import (
+from ibsweep.models.datasets import (
     DATASETS,
     Dataset,
     DatasetError,
@@ -19,7 +19,7 @@ from models.datasets import (
     measure_indices,
     split_indices,
 )
-from models.datasets.tishby import ANTIPODAL_PAIRS, ICOSAHEDRON_NEIGHBOURS
+from ibsweep.models.datasets.tishby import ANTIPODAL_PAIRS, ICOSAHEDRON_NEIGHBOURS
 from tests.datafiles import MNIST_STEMS, idx_bytes, make_idx_set, write_file, write_idx_set
 
 VAR_U = Path(__file__).resolve().parents[2] / "shared/data/var_u.mat"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from analysis.estimators import (
+from ibsweep.analysis.estimators import (
     Estimator,
     EstimatorInputError,
     MIResult,

@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 from scipy.stats import entropy as scipy_entropy
 from sklearn.metrics import mutual_info_score
 
-from analysis.estimators import (
+from ibsweep.analysis.estimators import (
     EstimatorInputError,
     EstimatorParameterError,
     NotFittedError,

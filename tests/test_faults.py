@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.tracking import Spool
+from ibsweep.sweep.tracking import Spool
 from tests.services import (
     MlflowServer,
     assert_histories_exact,
@@ -42,7 +42,7 @@ def _driver(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.P
     """``ibsweep`` as a background process; its output goes to cwd/driver.log."""
     log = open(cwd / "driver.log", "w")  # noqa: SIM115 - the child holds it
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", *args],
+        [sys.executable, "-m", "ibsweep.sweep.cli", *args],
         cwd=cwd,
         env=env,
         stdout=log,

@@ -8,7 +8,7 @@ import pytest
 from mlflow.entities import Metric, Param, Run, RunData, RunInfo
 from mlflow.tracking import MlflowClient
 
-from analysis.fetch import EPOCH_METRICS, LAYER_METRICS, VALUE_COLUMNS, fetch_long, tidy
+from ibsweep.analysis.fetch import EPOCH_METRICS, LAYER_METRICS, VALUE_COLUMNS, fetch_long, tidy
 
 
 def run(run_id: str, **params: str) -> Run:

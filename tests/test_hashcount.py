@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.estimators import (
+from ibsweep.analysis.estimators import (
     EstimatorInputError,
     default_estimator,
     estimate_stacked,
     hashcount,
     make_estimator,
 )
-from analysis.estimators import stacked as stacked_module
+from ibsweep.analysis.estimators import stacked as stacked_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,7 +174,7 @@ _FRESH_PROCESS = """
 import time, warnings
 import numpy as np
 warnings.simplefilter("error")
-from analysis.estimators import default_estimator, estimate_stacked
+from ibsweep.analysis.estimators import default_estimator, estimate_stacked
 t = np.tanh(np.random.default_rng(0).normal(size=(2, 300, 3))).astype(np.float32)
 t = np.ascontiguousarray(t.transpose(0, 2, 1)).transpose(0, 2, 1)
 start = time.perf_counter()

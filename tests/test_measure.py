@@ -5,16 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from analysis.estimators import (
+from ibsweep.analysis.estimators import (
     EstimatorInputError,
     default_estimator,
     estimate_stacked,
     make_estimator,
 )
-from models.config import ModelConfig, TrainConfig
-from models.datasets import load_dataset
-from models.training import Trainer
-from sweep.measure import LayerInfo, LayerMeter
+from ibsweep.models.config import ModelConfig, TrainConfig
+from ibsweep.models.datasets import load_dataset
+from ibsweep.models.training import Trainer
+from ibsweep.sweep.measure import LayerInfo, LayerMeter
 
 N_SEEDS, N = 3, 600
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from models.config import ModelConfig
-from models.network import StackedMLP, UnitsPass
+from ibsweep.models.config import ModelConfig
+from ibsweep.models.network import StackedMLP, UnitsPass
 
 WIDTHS = (10, 7, 5, 4, 3)
 NORMS = ("scale", "batchnorm")

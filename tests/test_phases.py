@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.phases import (
+from ibsweep.analysis.phases import (
     PHASE_STATS,
     PhaseConfig,
     SeriesTableError,
@@ -31,7 +31,7 @@ from analysis.phases import (
     layer_phases,
     run_phases,
 )
-from analysis.smoothing import LogEpochSmoother, SmoothingError
+from ibsweep.analysis.smoothing import LogEpochSmoother, SmoothingError
 
 EPOCHS = np.unique(np.round(np.logspace(0, 4, 150))).astype(float)
 U = np.log10(EPOCHS)

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from analysis.phases import run_phases
-from analysis.plots import (
+from ibsweep.analysis.phases import run_phases
+from ibsweep.analysis.plots import (
     DPI,
     PlotInputError,
     configurations,
@@ -24,8 +24,8 @@ from analysis.plots import (
     plot_trajectories,
     select,
 )
-from analysis.report import write_report
-from analysis.statistics import aggregate, compare
+from ibsweep.analysis.report import write_report
+from ibsweep.analysis.statistics import aggregate, compare
 
 CONFIG_COLS = ["model.kind", "model.activation"]
 
@@ -170,7 +170,7 @@ def test_report_says_when_nothing_is_compared(tables, tmp_path):
 def test_plotting_leaves_pyplot_alone(tmp_path):
     code = (
         "import sys, pandas as pd\n"
-        "from analysis.plots import plot_information_plane\n"
+        "from ibsweep.analysis.plots import plot_information_plane\n"
         "df = pd.DataFrame({'k': ['a'] * 4, 'layer': [1, 1, 2, 2], 'epoch': [1, 10] * 2,"
         " 'i_xt': [1.0, 2.0, 0.5, 1.0], 'i_ty': [0.1, 0.5, 0.1, 0.4]})\n"
         f"plot_information_plane(df, {{'k': 'a'}}, {str(tmp_path / 'p.png')!r})\n"

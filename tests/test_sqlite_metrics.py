@@ -10,9 +10,9 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from analysis.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
-from sweep.store import open_experiment
-from sweep.tracking import MetricSink
+from ibsweep.analysis.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
+from ibsweep.sweep.store import open_experiment
+from ibsweep.sweep.tracking import MetricSink
 
 # (key, value, timestamp, step): NaN, +-inf, an exact duplicate, steps out of order, and a
 # later point with a smaller step (the latest value follows the step, then the timestamp)

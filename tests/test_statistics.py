@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.statistics import (
+from ibsweep.analysis.statistics import (
     StatisticsInputError,
     aggregate,
     bootstrap_ci,

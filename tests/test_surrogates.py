@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.surrogates import SURROGATE_GRADS, binarize_weights, sign_activation
+from ibsweep.models.surrogates import SURROGATE_GRADS, binarize_weights, sign_activation
 
 BETA = 5.0
 

@@ -6,9 +6,9 @@ import sys
 import pytest
 import yaml
 
-from sweep.cli import main
-from sweep.grid import expand
-from sweep.spec import load_spec
+from ibsweep.sweep.cli import main
+from ibsweep.sweep.grid import expand
+from ibsweep.sweep.spec import load_spec
 
 GOOD = {
     "name": "quick",

@@ -98,7 +98,7 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path):
     path = write_sweep(tmp_path, spec)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "run", str(path), "--no-analyze"],
+        [sys.executable, "-m", "ibsweep.sweep.cli", "run", str(path), "--no-analyze"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -215,7 +215,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("seen")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "ibsweep.sweep.cli", "ui", "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

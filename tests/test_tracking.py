@@ -13,9 +13,9 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
-from analysis.sqlite_metrics import SqliteMetricWriter
-from sweep.store import open_experiment
-from sweep.tracking import (
+from ibsweep.analysis.sqlite_metrics import SqliteMetricWriter
+from ibsweep.sweep.store import open_experiment
+from ibsweep.sweep.tracking import (
     MetricSink,
     Spool,
     TrackingUnavailable,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import BNN_ACTIVATIONS, DNN_ACTIVATIONS, ModelConfig, TrainConfig
-from models.datasets import load_dataset
-from models.shuffle import _numpy_orders, epoch_orders
-from models.training import Trainer, predicted_class
+from ibsweep.models.config import BNN_ACTIVATIONS, DNN_ACTIVATIONS, ModelConfig, TrainConfig
+from ibsweep.models.datasets import load_dataset
+from ibsweep.models.shuffle import _numpy_orders, epoch_orders
+from ibsweep.models.training import Trainer, predicted_class
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +109,12 @@ def test_epoch_orders_are_numpys_permutations(n):
 
 def test_epoch_orders_fall_back_to_numpy_when_words_run_out(monkeypatch):
     """Too few words drawn for the rejections: numpy's own permutation, the same order."""
-    import models.shuffle
+    from ibsweep.models import shuffle
 
     n = 1000
     rows = np.stack([np.arange(n)] * 3)
     expected = _numpy_orders(rows, [3, 4, 5], 7, range(3))
-    monkeypatch.setattr(models.shuffle, "_SPARE_WORDS", -n)  # n words for n - 1 positions
+    monkeypatch.setattr(shuffle, "_SPARE_WORDS", -n)  # n words for n - 1 positions
     np.testing.assert_array_equal(epoch_orders(rows, [3, 4, 5], 7), expected)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.phases import layer_phases, run_phases
-from analysis.statistics import aggregate
-from analysis.verdicts import VERDICTS, VerdictInputError, classify, classify_runs, vote
+from ibsweep.analysis.phases import layer_phases, run_phases
+from ibsweep.analysis.statistics import aggregate
+from ibsweep.analysis.verdicts import VERDICTS, VerdictInputError, classify, classify_runs, vote
 
 EPOCHS = np.unique(np.round(np.logspace(0, 4, 120))).astype(float)
 U = np.log10(EPOCHS)

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from analysis.estimators.base import (
+from ibsweep.analysis.estimators.base import (
     Count,
     Estimator,
     EstimatorParams,
@@ -15,7 +15,7 @@ from analysis.estimators.base import (
     MIResult,
     counting_result,
 )
-from analysis.estimators.counting import layer_entropies
+from ibsweep.analysis.estimators.counting import layer_entropies
 
 
 class AdaptiveParams(EstimatorParams):

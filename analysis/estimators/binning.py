@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from analysis.estimators.base import (
+from ibsweep.analysis.estimators.base import (
     Count,
     Estimator,
     EstimatorInputError,
@@ -21,7 +21,7 @@ from analysis.estimators.base import (
     counting_result,
     validate_layer,
 )
-from analysis.estimators.counting import layer_entropies
+from ibsweep.analysis.estimators.counting import layer_entropies
 
 _BLOCK_ELEMENTS = 1 << 16  # rows are binned in blocks of about this many values (cache-sized)
 DEFAULT_N_BINS = 30

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.estimators.base import EstimatorInputError, Labels, encode_labels, entropy_bits
+from ibsweep.analysis.estimators.base import (
+    EstimatorInputError,
+    Labels,
+    encode_labels,
+    entropy_bits,
+)
 
 MAX_KEY = 2**63 - 1
 _FLOAT_EXACT = 2**53

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from analysis.estimators.base import Estimator, EstimatorParameterError
-from analysis.estimators.registry import make_estimator
+from ibsweep.analysis.estimators.base import Estimator, EstimatorParameterError
+from ibsweep.analysis.estimators.registry import make_estimator
 
 DEFAULTS: MappingProxyType[str, tuple[str, MappingProxyType[str, Any]]] = MappingProxyType(
     {

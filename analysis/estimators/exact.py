@@ -6,8 +6,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from analysis.estimators.base import Estimator, EstimatorParams, Labels, MIResult, counting_result
-from analysis.estimators.counting import KeyEntropies, layer_entropies, unique_row_ids
+from ibsweep.analysis.estimators.base import (
+    Estimator,
+    EstimatorParams,
+    Labels,
+    MIResult,
+    counting_result,
+)
+from ibsweep.analysis.estimators.counting import KeyEntropies, layer_entropies, unique_row_ids
 
 _MAX_INTEGER_LEVELS = 1 << 16
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from models.compiled import compile_loop
+from ibsweep.models.compiled import compile_loop
 
 # Samples x classes up to which the kernel is used. Its counters (4-8 per sample and class) are
 # reached at random: beyond this they fall out of the caches, and the numpy path's sorts win

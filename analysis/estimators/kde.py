@@ -8,8 +8,14 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from analysis.estimators.base import Estimator, EstimatorParams, Labels, MIResult, make_result
-from analysis.estimators.counting import unique_row_ids
+from ibsweep.analysis.estimators.base import (
+    Estimator,
+    EstimatorParams,
+    Labels,
+    MIResult,
+    make_result,
+)
+from ibsweep.analysis.estimators.counting import unique_row_ids
 
 # The kernel matrix is built in row blocks: cache-sized for the element-wise passes, but at least
 # _WIDE_ROWS rows for wide layers (where the matrix product dominates), and never above

@@ -5,11 +5,11 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from analysis.estimators.adaptive import AdaptiveEstimator
-from analysis.estimators.base import Estimator, EstimatorParameterError
-from analysis.estimators.binning import BinningEstimator
-from analysis.estimators.exact import ExactEstimator
-from analysis.estimators.kde import KDEEstimator
+from ibsweep.analysis.estimators.adaptive import AdaptiveEstimator
+from ibsweep.analysis.estimators.base import Estimator, EstimatorParameterError
+from ibsweep.analysis.estimators.binning import BinningEstimator
+from ibsweep.analysis.estimators.exact import ExactEstimator
+from ibsweep.analysis.estimators.kde import KDEEstimator
 
 ESTIMATORS: MappingProxyType[str, type[Estimator]] = MappingProxyType(
     {cls.name: cls for cls in (ExactEstimator, BinningEstimator, AdaptiveEstimator, KDEEstimator)}

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.estimators import hashcount
-from analysis.estimators.base import (
+from ibsweep.analysis.estimators import hashcount
+from ibsweep.analysis.estimators.base import (
     SATURATION_MARGIN_BITS,
     Estimator,
     EstimatorInputError,
@@ -41,8 +41,8 @@ from analysis.estimators.base import (
     encode_labels,
     validate_layer,
 )
-from analysis.estimators.binning import BinningEstimator
-from analysis.estimators.exact import ExactEstimator
+from ibsweep.analysis.estimators.binning import BinningEstimator
+from ibsweep.analysis.estimators.exact import ExactEstimator
 
 _FLOAT_EXACT = 2**53
 _CHUNK_VALUES = 1 << 18  # about this many layer values are coded at once (2 MiB in float64)

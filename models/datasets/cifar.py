@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from models.datasets.base import Dataset
-from models.datasets.files import DataFiles, DataRoot
+from ibsweep.models.datasets.base import Dataset
+from ibsweep.models.datasets.files import DataFiles, DataRoot
 
 N_CLASSES = 10
 INPUT_SHAPE = (3, 32, 32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.datasets.base import Dataset
+from ibsweep.models.datasets.base import Dataset
 
 MAX_PIXEL = 16  # the digits' pixel values are counts 0..16
 

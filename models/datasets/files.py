@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.datasets.base import DatasetError
+from ibsweep.models.datasets.base import DatasetError
 
 ENV_VAR = "IBSWEEP_DATA_DIR"
 

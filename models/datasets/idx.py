@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.datasets.base import Dataset
-from models.datasets.files import DataFiles, DataRoot
+from ibsweep.models.datasets.base import Dataset
+from ibsweep.models.datasets.files import DataFiles, DataRoot
 
 N_CLASSES = 10
 STEMS: tuple[str, ...] = (

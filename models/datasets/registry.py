@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from models.datasets.base import Dataset, DatasetError
-from models.datasets.cifar import load_cifar10
-from models.datasets.digits import load_digits_dataset
-from models.datasets.files import DataRoot, resolve_data_root
-from models.datasets.idx import load_idx_dataset
-from models.datasets.tishby import make_tishby
+from ibsweep.models.datasets.base import Dataset, DatasetError
+from ibsweep.models.datasets.cifar import load_cifar10
+from ibsweep.models.datasets.digits import load_digits_dataset
+from ibsweep.models.datasets.files import DataRoot, resolve_data_root
+from ibsweep.models.datasets.idx import load_idx_dataset
+from ibsweep.models.datasets.tishby import make_tishby
 
 _LOADERS: dict[str, Callable[[DataRoot], Dataset]] = {
     "tishby": lambda _root: make_tishby(),

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from models.datasets.base import Dataset
+from ibsweep.models.datasets.base import Dataset
 
 N_BITS = 12
 ICOSAHEDRON_NEIGHBOURS: dict[int, tuple[int, ...]] = {
