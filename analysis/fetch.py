@@ -29,12 +29,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from pandas.api.types import union_categoricals
 
+from ibsweep.analysis import run_schema as rs
 from ibsweep.analysis.series_artifact import TAG, read_series_artifacts
 
-EPOCH_METRICS = {"loss": "loss", "train_acc": "train_acc", "test_acc": "test_acc"}
-LAYER_METRICS = {"I_XT": "i_xt", "I_TY": "i_ty", "grad_snr": "grad_snr"}
+# the tidy table's column of each metric
+EPOCH_METRICS = {rs.LOSS: "loss", rs.TRAIN_ACC: "train_acc", rs.TEST_ACC: "test_acc"}
+LAYER_METRICS = {rs.I_XT: "i_xt", rs.I_TY: "i_ty", rs.GRAD_SNR: "grad_snr"}
 VALUE_COLUMNS = ("i_xt", "i_ty", "grad_snr", "loss", "train_acc", "test_acc")
-NON_CONFIG_PARAMS = ("seed", "search.trial")
 _BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 _BULK_MAX_RESULTS = 25000
 _BULK_MAX_RUNS = 100
@@ -60,15 +61,7 @@ class SweepSeries:
     def config_cols(self) -> list[str]:
         """Param columns that define a configuration (every param but the seed)."""
         params = sorted({k for r in self.runs for k in r.data.params})
-        return [p for p in params if p not in NON_CONFIG_PARAMS]
-
-
-def metric_keys(n_layers: int) -> list[str]:
-    """The per-epoch metric keys of a run with ``n_layers`` measured layers."""
-    keys = list(EPOCH_METRICS)
-    for k in range(1, n_layers + 1):
-        keys += [f"{m}/layer{k}" for m in LAYER_METRICS]
-    return keys
+        return [p for p in params if p not in rs.NON_CONFIG_PARAMS]
 
 
 def run_signature(run: Run) -> str | None:
@@ -97,8 +90,8 @@ def sweep_runs(client: MlflowClient, name: str) -> tuple[str, Run | None, list[R
         token = page.token
         if not token:
             break
-    parents = [r for r in runs if r.data.tags.get("ibsweep.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("ibsweep.role") != "parent"]
+    parents = [r for r in runs if r.data.tags.get(rs.ROLE) == rs.PARENT_ROLE]
+    children = [r for r in runs if r.data.tags.get(rs.ROLE) != rs.PARENT_ROLE]
     if not children:
         raise FetchError(f"sweep '{name}' has no runs yet")
     return exp.experiment_id, (parents[0] if parents else None), children
@@ -111,7 +104,7 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
     """
     if not runs:
         return _long_frame([], [], [], [], [])
-    wanted = {r.info.run_id: metric_keys(_n_layers(r)) for r in runs}
+    wanted = {r.info.run_id: rs.run_metric_keys(_n_layers(r)) for r in runs}
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
         return _fetch_sqlite(uri, wanted)
@@ -120,7 +113,7 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
     rest = {k: v for k, v in wanted.items() if k not in stored_ids}
     parts = [read_series_artifacts(uri, stored)] if stored else []
     if scheme in ("http", "https") and rest:
-        max_steps = max(int(r.data.params.get("train.epochs", 1000)) + 1 for r in runs)
+        max_steps = max(int(r.data.params.get(rs.EPOCHS, 1000)) + 1 for r in runs)
         parts.append(_fetch_http_bulk(uri, rest, max_steps))
     elif rest:
         parts.append(_fetch_per_metric(client, rest))
@@ -128,8 +121,8 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
 
 
 def _n_layers(run: Run) -> int:
-    return int(run.data.params.get("model.n_layers", 0)) or sum(
-        1 for k in run.data.metrics if k.startswith("I_XT/layer")
+    return int(run.data.params.get(rs.N_LAYERS, 0)) or sum(
+        1 for k in run.data.metrics if (rs.parse_layer_key(k) or ("",))[0] == rs.I_XT
     )
 
 
@@ -270,11 +263,11 @@ def tidy(long: pd.DataFrame, runs: Iterable[Run]) -> pd.DataFrame:
     key_layer = np.full(len(key_names) + 1, -2)
     layer_names, epoch_names = list(LAYER_METRICS), list(EPOCH_METRICS)
     for i, name in enumerate(key_names):
-        metric, _, suffix = str(name).partition("/layer")
-        if metric in LAYER_METRICS and suffix.isdigit():
-            column[i], key_layer[i] = layer_names.index(metric), int(suffix)
-        elif metric in EPOCH_METRICS:
-            column[i], key_layer[i] = epoch_names.index(metric), -1
+        parsed = rs.parse_layer_key(str(name))
+        if parsed is not None:
+            column[i], key_layer[i] = layer_names.index(parsed[0]), parsed[1]
+        elif name in EPOCH_METRICS:
+            column[i], key_layer[i] = epoch_names.index(name), -1
     key_codes = np.where(key_codes < 0, len(key_names), key_codes)
     col, layer = column[key_codes], key_layer[key_codes]
     step = long["step"].to_numpy(dtype=np.int64)
@@ -364,11 +357,11 @@ def _scatter(n: int, at: np.ndarray, col: np.ndarray, value: np.ndarray, width: 
 
 def _run_columns(run: Run) -> dict:
     params = run.data.params
-    n = params.get("mi.n_samples")
+    n = params.get(rs.N_SAMPLES)
     return {
         "run_id": run.info.run_id,
-        **{k: v for k, v in params.items() if k != "seed"},
-        "seed": int(params.get("seed", -1)),
+        **{k: v for k, v in params.items() if k != rs.SEED},
+        "seed": int(params.get(rs.SEED, -1)),
         "n_layers": _n_layers(run),
         "ceiling": math.log2(int(n)) if n else math.nan,
     }

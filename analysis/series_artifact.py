@@ -23,8 +23,10 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 from pandas.api.types import union_categoricals
 
+from ibsweep.analysis import run_schema as rs
+
 ARTIFACT = "series/metrics.parquet"
-TAG = "ibsweep.series"
+TAG = rs.SERIES
 _THREADS = 16  # downloads in flight: the server answers a few at a time, the rest queue
 
 

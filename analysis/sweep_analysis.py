@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from ibsweep.analysis import run_schema as rs
 from ibsweep.analysis.fetch import SweepSeries, fetch_series, run_signature
 from ibsweep.analysis.parallel import default_workers
 from ibsweep.analysis.phases import PHASE_STATS, run_phases
@@ -50,7 +51,7 @@ class SweepAnalysis:
 
 def varying_columns(table: pd.DataFrame, config_cols: list[str]) -> list[str]:
     """Config columns that differ between configurations (always model kind and activation)."""
-    derived = ("mi.layer", "model.n_layers")  # follow from the model and widths
+    derived = ("mi.layer", rs.N_LAYERS)  # follow from the model and widths
     cols = [
         c
         for c in config_cols
@@ -71,7 +72,7 @@ def comparison_columns(config_cols: list[str]) -> list[str]:
     BNN vs DNN differ in kind, activation and estimator at once; folding the model into one
     axis and leaving out what follows from it pairs them as one comparison.
     """
-    derived = {*_MODEL_PARTS, "model.n_layers"}
+    derived = {*_MODEL_PARTS, rs.N_LAYERS}
     rest = [c for c in config_cols if c not in derived and not c.startswith("mi.layer")]
     return [MODEL_AXIS, *rest]
 
@@ -129,9 +130,9 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
         k = int(row[1])
         for stat, value in zip(PHASE_STATS, row[2:-2], strict=True):
             if math.isfinite(value):
-                points.append((f"phase/layer{k}/{stat}", float(value), 0, 0))
-        points.append((f"phase/layer{k}/saturated", float(row[-2]), 0, 0))
-        tags.append(RunTag(f"phase.layer{k}.verdict", row[-1]))
+                points.append((rs.phase_key(k, stat), float(value), 0, 0))
+        points.append((rs.phase_key(k, "saturated"), float(row[-2]), 0, 0))
+        tags.append(RunTag(rs.verdict_tag(k), row[-1]))
 
     writer = bulk_writer(uri)
     if writer is not None:

@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from ibsweep.models.config import ModelConfig, TrainConfig  # noqa: E402
 from ibsweep.models.datasets import Dataset, load_dataset, split_indices  # noqa: E402
 from ibsweep.models.training import Trainer  # noqa: E402
-from ibsweep.sweep.measure import LayerMeter  # noqa: E402
-from ibsweep.sweep.single_run import record_columns, train_single  # noqa: E402
+from ibsweep.sweep.training.meter import LayerMeter  # noqa: E402
+from ibsweep.sweep.training.single_run import record_columns, train_single  # noqa: E402
 
 TANH = ModelConfig()
 BNN = ModelConfig(kind="bnn", activation="ste")
@@ -313,10 +313,10 @@ def bulk_write_rate(n_runs: int, n_epochs: int, repeats: int) -> dict:
     """Points per second of the sweeps' SQLite writer, in flushes of ``n_epochs`` epochs."""
     from mlflow.tracking import MlflowClient
 
+    from ibsweep.analysis.run_schema import run_metric_keys
     from ibsweep.analysis.sqlite_metrics import SqliteMetricWriter
-    from ibsweep.sweep.tracking import layer_keys
 
-    keys = layer_keys(6)
+    keys = run_metric_keys(6)
     per_s = []
     for _ in range(repeats):
         folder = tempfile.mkdtemp(prefix="ibsweep-bench-bulk-")
@@ -384,8 +384,8 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     from mlflow.tracking import MlflowClient
 
     from ibsweep.analysis.sqlite_metrics import bulk_writer
-    from ibsweep.sweep.tracking import MetricSink
-    from ibsweep.sweep.trainable import epoch_metrics
+    from ibsweep.sweep.tracking.sink import MetricSink
+    from ibsweep.sweep.tuning.trainable import epoch_metrics
 
     data = load_dataset("tishby")
     trainer = Trainer(model, TrainConfig(epochs=epochs + 1), data, list(range(n_seeds)))

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ibsweep.sweep.cli import main
-from ibsweep.sweep.tables import read_table
+from ibsweep.sweep.cli.main import main
+from ibsweep.sweep.training.tables import read_table
 from tests.datafiles import make_idx_set, write_idx_set
 
 

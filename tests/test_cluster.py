@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibsweep.sweep.cli import main
-from ibsweep.sweep.errors import UsageError
-from ibsweep.sweep.runner import (
+from ibsweep.sweep.cli.main import main
+from ibsweep.sweep.cluster.ray_cluster import (
     check_cluster,
     resolve_storage,
     storage_is_shared,
     tracking_is_local,
 )
-from ibsweep.sweep.spec import SweepSpec, load_spec
+from ibsweep.sweep.config.spec import SweepSpec, load_spec
+from ibsweep.sweep.errors import UsageError
 from tests.services import (
     assert_histories_exact,
     ibsweep,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ibsweep.sweep.tracking import Spool
+from ibsweep.sweep.tracking.spool import Spool
 from tests.services import (
     MlflowServer,
     assert_histories_exact,

@@ -14,7 +14,7 @@ from ibsweep.analysis.estimators import (
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.models.datasets import load_dataset
 from ibsweep.models.training import Trainer
-from ibsweep.sweep.measure import LayerInfo, LayerMeter
+from ibsweep.sweep.training.meter import LayerInfo, LayerMeter
 
 N_SEEDS, N = 3, 600
 

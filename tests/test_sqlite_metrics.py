@@ -11,8 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ibsweep.analysis.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
-from ibsweep.sweep.store import open_experiment
-from ibsweep.sweep.tracking import MetricSink
+from ibsweep.sweep.tracking.sink import MetricSink
+from ibsweep.sweep.tracking.store import open_experiment
 
 # (key, value, timestamp, step): NaN, +-inf, an exact duplicate, steps out of order, and a
 # later point with a smaller step (the latest value follows the step, then the timestamp)

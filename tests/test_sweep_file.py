@@ -6,9 +6,9 @@ import sys
 import pytest
 import yaml
 
-from ibsweep.sweep.cli import main
-from ibsweep.sweep.grid import expand
-from ibsweep.sweep.spec import load_spec
+from ibsweep.sweep.cli.main import main
+from ibsweep.sweep.config.grid import expand
+from ibsweep.sweep.config.spec import load_spec
 
 GOOD = {
     "name": "quick",

@@ -13,18 +13,14 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
+from ibsweep.analysis import run_schema as rs
+from ibsweep.analysis.run_schema import run_metric_keys
 from ibsweep.analysis.sqlite_metrics import SqliteMetricWriter
-from ibsweep.sweep.store import open_experiment
-from ibsweep.sweep.tracking import (
-    MetricSink,
-    Spool,
-    TrackingUnavailable,
-    call_with_retry,
-    layer_keys,
-    logged_steps,
-    resolve_tracking_uri,
-    transient,
-)
+from ibsweep.sweep.tracking.retry import TrackingUnavailable, call_with_retry, transient
+from ibsweep.sweep.tracking.sink import MetricSink
+from ibsweep.sweep.tracking.spool import Spool
+from ibsweep.sweep.tracking.store import logged_steps, open_experiment
+from ibsweep.sweep.tracking.uri import resolve_tracking_uri
 from tests.services import free_port
 
 
@@ -78,8 +74,8 @@ def test_skip_through_makes_repeated_epochs_exactly_once(tmp_path, make_sink):
     assert steps == list(range(15))
 
 
-def test_layer_keys_and_uri_resolution(tmp_path, monkeypatch):
-    assert layer_keys(2) == [
+def test_run_metric_keys_and_uri_resolution(tmp_path, monkeypatch):
+    assert run_metric_keys(2) == [
         "loss", "train_acc", "test_acc",
         "I_XT/layer1", "I_TY/layer1", "grad_snr/layer1",
         "I_XT/layer2", "I_TY/layer2", "grad_snr/layer2",
@@ -180,3 +176,14 @@ def test_retry_policy_classifies_failures():
     with pytest.raises(TrackingUnavailable, match="a refused call failed"):
         call_with_retry(refused, 3600, "a refused call")
     assert len(calls) == 1
+
+
+def test_sweep_experiments_are_tagged_for_the_runs_page(tmp_path):
+    """MLflow 3's UI opens an untagged experiment on its GenAI pages: new and old get the tag."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    fresh = client.get_experiment(open_experiment(client, "fresh"))
+    assert fresh.tags[rs.EXPERIMENT_KIND] == rs.MODEL_TRAINING == "custom_model_development"
+    old = client.create_experiment("old")
+    assert rs.EXPERIMENT_KIND not in client.get_experiment(old).tags
+    assert open_experiment(client, "old") == old
+    assert client.get_experiment(old).tags[rs.EXPERIMENT_KIND] == rs.MODEL_TRAINING

@@ -1,0 +1,1 @@
+"""Analysis of information-plane trajectories: mutual-information estimators, phases, statistics."""

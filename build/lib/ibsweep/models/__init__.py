@@ -1,0 +1,1 @@
+"""Networks, datasets and training: what gets trained (imports neither sweep nor analysis)."""

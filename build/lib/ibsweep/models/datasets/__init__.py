@@ -1,0 +1,13 @@
+"""Dataset loaders: the Tishby 12-bit set, sklearn digits, MNIST, Fashion-MNIST and CIFAR-10."""
+
+from ibsweep.models.datasets.base import Dataset, DatasetError, measure_indices, split_indices
+from ibsweep.models.datasets.registry import DATASETS, load_dataset
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "DatasetError",
+    "load_dataset",
+    "measure_indices",
+    "split_indices",
+]

@@ -1,0 +1,1 @@
+"""Sweeps: Ray Tune grids, MLflow tracking and the ``ibsweep`` command line."""

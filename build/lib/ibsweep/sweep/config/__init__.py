@@ -1,0 +1,1 @@
+"""The sweep file, the grid it expands to, and the MI schedule."""

@@ -1,0 +1,314 @@
+"""The sweep file: YAML validated on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ibsweep.analysis.estimators import make_estimator
+from ibsweep.examples import example_path, examples
+from ibsweep.models.config import ACTIVATIONS, KINDS, describe_validation_error
+from ibsweep.models.datasets import DATASETS
+from ibsweep.sweep.errors import UsageError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+METRICS = ("test_acc", "train_acc", "loss")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridSpec(_Strict):
+    """The axes of the grid; ``activation`` per kind ({dnn: [...], bnn: [...]}) or one list."""
+
+    kind: list[Literal["dnn", "bnn"]] = Field(["dnn"], min_length=1)
+    activation: dict[str, list[str]] | list[str] = Field(default_factory=lambda: {"dnn": ["tanh"]})
+    widths: list[list[int]] = Field([[10, 7, 5, 4, 3]], min_length=1)
+    dataset: list[str] = Field(["tishby"], min_length=1)
+    seeds: int | list[int] = 1
+    beta: list[float] = Field([5.0], min_length=1)
+    bnn_norm: list[Literal["scale", "batchnorm"]] = Field(["scale"], min_length=1)
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[list[int]]) -> list[list[int]]:
+        for w in v:
+            if not w or any(x <= 0 for x in w):
+                raise ValueError(
+                    f"every entry must be a non-empty list of positive integers, got {w}"
+                )
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset '{name}'; allowed: {', '.join(DATASETS)}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int):
+            if v <= 0:
+                raise ValueError(f"a seed count must be positive, got {v}")
+        elif not v or any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"a seed list must be non-empty, non-negative and unique, got {v}")
+        return v
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v: list[float]) -> list[float]:
+        if any(b <= 0 for b in v):
+            raise ValueError(f"beta values must be positive, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _activations(self) -> GridSpec:
+        known = {a for acts in ACTIVATIONS.values() for a in acts}
+        if isinstance(self.activation, dict):
+            for kind, acts in self.activation.items():
+                if kind not in KINDS:
+                    raise ValueError(
+                        f"activation: unknown kind '{kind}'; allowed keys: {', '.join(KINDS)}"
+                    )
+                bad = [a for a in acts if a not in ACTIVATIONS[kind]]
+                if bad:
+                    raise ValueError(
+                        f"activation.{kind}: {', '.join(map(repr, bad))} not allowed; "
+                        f"allowed for {kind}: {', '.join(ACTIVATIONS[kind])}"
+                    )
+            missing = [k for k in self.kind if not self.activation.get(k)]
+            if missing:
+                raise ValueError(f"activation: no activations listed for kind {missing[0]}")
+        else:
+            bad = [a for a in self.activation if a not in known]
+            if bad or not self.activation:
+                raise ValueError(
+                    f"activation: {', '.join(map(repr, bad)) or 'empty list'}; "
+                    f"allowed: {', '.join(sorted(known))}"
+                )
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds: 0..n-1 for a count, else the list."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+class TrainSpec(_Strict):
+    """Training settings shared by every trial."""
+
+    epochs: int = Field(300, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(4e-4, gt=0)
+    batch_size: int = Field(256, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class MISpec(_Strict):
+    """When MI is measured, on which set, and (optionally) one estimator for every layer."""
+
+    every: int | None = Field(None, gt=0)
+    log_points: int | None = Field(None, ge=2)
+    measure_on: Literal["full", "train", "test"] | None = None
+    estimator: str | dict[str, str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> MISpec:
+        if self.every is not None and self.log_points is not None:
+            raise ValueError("give either every or log_points, not both")
+        override = self.estimator_override()
+        if override is not None:
+            try:
+                make_estimator(override[0], **override[1])
+            except ValueError as err:
+                raise ValueError(f"estimator: {str(err).splitlines()[0]}") from None
+        return self
+
+    def estimator_override(self) -> tuple[str, dict] | None:
+        """The override as (registry name, parameters), or None for per-layer defaults."""
+        if self.estimator is None:
+            return None
+        if isinstance(self.estimator, str):
+            return self.estimator, {}
+        params = dict(self.estimator)
+        return str(params.pop("name", "")), params
+
+
+class SpaceEntry(_Strict):
+    """One searched training setting: exactly one of the distributions."""
+
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    choice: list[float | int | str] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SpaceEntry:
+        given = [k for k in ("loguniform", "uniform", "choice", "randint") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of loguniform, uniform, choice, randint")
+        lo_hi = self.loguniform or self.uniform or self.randint
+        if lo_hi and not lo_hi[0] < lo_hi[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(lo_hi)}")
+        if self.loguniform and self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
+
+
+SEARCHABLE = ("train.lr", "train.batch_size", "train.momentum", "train.optimizer")
+
+
+class SearchSpec(_Strict):
+    """Optuna search over training settings (instead of the grid)."""
+
+    algorithm: Literal["optuna"] = "optuna"
+    metric: Literal["test_acc", "train_acc", "loss"] = "test_acc"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(8, gt=0)
+    max_concurrent: int = Field(2, gt=0)
+    space: dict[str, SpaceEntry] = Field(min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _keys(cls, v: dict[str, SpaceEntry]) -> dict[str, SpaceEntry]:
+        for key in v:
+            if key not in SEARCHABLE:
+                raise ValueError(f"cannot search '{key}'; allowed: {', '.join(SEARCHABLE)}")
+        return v
+
+
+_CREDENTIAL_KEYS = ("username", "user", "password", "token", "secret", "key")
+
+
+class TrackingSpec(_Strict):
+    """Where runs are tracked, and how long a trial keeps retrying an unreachable store."""
+
+    uri: str | None = None
+    retry_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: object) -> object:
+        if isinstance(data, dict):
+            secret = [k for k in data if any(w in str(k).lower() for w in _CREDENTIAL_KEYS)]
+            if secret:
+                raise ValueError(
+                    f"'{secret[0]}' does not belong in a sweep file; credentials come from the "
+                    "environment (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD or "
+                    "MLFLOW_TRACKING_TOKEN); allowed keys: uri, retry_s"
+                )
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _no_password_in_uri(cls, v: str | None) -> str | None:
+        if v is not None and uri_has_password(v):
+            raise ValueError(
+                "the URI holds a password; put credentials in MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (environment), not in the sweep file"
+            )
+        return v
+
+
+def uri_has_password(uri: str) -> bool:
+    """Whether a URI carries a password (``scheme://user:secret@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(uri).password)
+    except ValueError:
+        return False
+
+
+class SweepSpec(_Strict):
+    """A whole sweep file."""
+
+    name: str
+    grid: GridSpec = Field(default_factory=GridSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    mi: MISpec = Field(default_factory=MISpec)
+    data: dict[Literal["dir"], str] = Field(default_factory=dict)
+    resources: dict[Literal["cpu", "gpu"], float] = Field(default_factory=lambda: {"cpu": 1})
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    storage: str | None = None
+    max_failures: int = Field(2, ge=0)
+    seeds_per_trial: int = Field(1, gt=0)
+    search: SearchSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a usable name; allowed: letters, digits, '_', '.', '-' "
+                "(up to 100, starting with a letter or digit)"
+            )
+        return v
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        if v.get("cpu", 1) <= 0 or v.get("gpu", 0) < 0:
+            raise ValueError(f"cpu must be > 0 and gpu >= 0, got {v}")
+        return v
+
+    def digest(self) -> str:
+        """A short hash of the normalised spec: the same sweep gives the same digest."""
+        data = self.model_dump(mode="json")
+        # retry_s is how a run copes with outages, not what it computes
+        data["tracking"] = self.tracking.model_dump(exclude_none=True, exclude={"retry_s"})
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def sweep_file(path: str | Path) -> Path:
+    """The sweep file at ``path``, or else the shipped example of that name ('quick', ...)."""
+    path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    try:
+        return example_path(path.name)
+    except FileNotFoundError:
+        return path
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; every problem is one line naming file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        shipped = ", ".join(examples())
+        raise UsageError(
+            f"{path}: sweep file not found (nor a shipped example: {shipped})"
+        ) from None
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read sweep file ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(
+            f"{path}: a sweep file must be a YAML mapping with at least 'name' and 'grid', "
+            f"got {type(raw).__name__}"
+        )
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise UsageError(f"{path}: {describe_validation_error(err, model=SweepSpec)}") from None

@@ -1,0 +1,1 @@
+"""Training one configuration's packed seeds and measuring every layer, in-process."""

@@ -1,0 +1,258 @@
+"""The ``ibsweep`` command line: its parser and the dispatch to each command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from ibsweep.models.config import (
+    ACTIVATIONS,
+    BNN_ACTIVATIONS,
+    DNN_ACTIVATIONS,
+    KINDS,
+    OPTIMIZERS,
+    ModelConfig,
+    TrainConfig,
+    describe_validation_error,
+)
+from ibsweep.sweep.errors import UsageError
+
+_FILE_HELP = "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist"
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.replace("x", ",").split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"widths '{text}' must be positive integers separated by commas, e.g. 10,7,5,4,3"
+        ) from None
+    return widths
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding the dataset's files (mnist, cifar10, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    from ibsweep.models.datasets import DATASETS
+
+    parser = argparse.ArgumentParser(
+        prog="ibsweep",
+        description="Information-plane sweeps of DNNs and BNNs. With no command: the default job.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("data", help="describe a dataset (size, shape, classes, label entropy)")
+    p.add_argument("name", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    _add_data_args(p)
+    p.add_argument("--export", metavar="PATH.npz", help="write x, y, train_idx, test_idx")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+
+    p = sub.add_parser("train", help="train one configuration in-process, write a tidy table")
+    p.add_argument("--kind", default="dnn", help=f"one of {', '.join(KINDS)}")
+    p.add_argument(
+        "--activation",
+        help=f"dnn: {', '.join(DNN_ACTIVATIONS)} (default tanh); "
+        f"bnn: {', '.join(BNN_ACTIVATIONS)} (default ste)",
+    )
+    p.add_argument("--widths", type=_widths, default=(10, 7, 5, 4, 3), help="e.g. 10,7,5,4,3")
+    p.add_argument("--beta", type=float, default=5.0, help="SwishSign sharpness (bnn)")
+    p.add_argument("--bnn-norm", default="scale", help="bnn pre-activation: scale or batchnorm")
+    p.add_argument("--dataset", default="tishby", help=f"one of {', '.join(DATASETS)}")
+    _add_data_args(p)
+    p.add_argument("--measure-on", help="set MI is measured on: full, train or test")
+    p.add_argument("--epochs", type=int, default=1500)
+    p.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train K seeds (seed..seed+K-1) packed in one process"
+    )
+    p.add_argument("--mi-every", type=int, default=1, help="measure MI every k epochs")
+    p.add_argument(
+        "--estimator",
+        help="one estimator for every layer, e.g. kde or binning:n_bins=50,range=layer "
+        "(default: exact for binary layers, 30-bin binning otherwise)",
+    )
+    p.add_argument("--out", help="table path: .parquet, else CSV (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = sub.add_parser("plan", help="show a sweep file's expanded grid without running it")
+    p.add_argument("file", metavar="FILE", help=_FILE_HELP)
+
+    p = sub.add_parser("run", help="run (or resume) a sweep with Ray Tune, tracked in MLflow")
+    p.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, "
+        "the file's tracking.uri, else sqlite:///mlflow.db)",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-analyze", action="store_true", help="skip the analysis at the end")
+
+    p = sub.add_parser("analyze", help="phase boundaries, verdicts and comparisons of a sweep")
+    p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    p.add_argument("--out", help="output folder (default: ./ibsweep-results/NAME)")
+
+    p = sub.add_parser("submit", help="submit a sweep to a Ray cluster through its job API")
+    p.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    p.add_argument("--address", help="Ray job API, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    p.add_argument(
+        "--tracking-uri",
+        help="the cluster's MLflow server (default: $MLFLOW_TRACKING_URI on the cluster)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+
+    p = sub.add_parser("ui", help="the MLflow UI on a store, bound to 127.0.0.1")
+    p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db)")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ibsweep`` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return _default_job()
+        if args.command == "data":
+            from ibsweep.sweep.cli.data_command import describe_dataset
+
+            return describe_dataset(args.name, args.data_dir, args.export, args.seed)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "plan":
+            from ibsweep.sweep.cli.plan_command import print_plan
+
+            return print_plan(args.file)
+        if args.command == "run":
+            from ibsweep.sweep.execution.run import run_sweep
+
+            return run_sweep(
+                args.file, args.tracking_uri, args.address, args.restart, not args.no_analyze
+            )
+        if args.command == "analyze":
+            from ibsweep.sweep.cli.analyze_command import analyze_sweep
+
+            return analyze_sweep(args.name, args.tracking_uri, args.out)
+        if args.command == "submit":
+            from ibsweep.sweep.cluster.submit import submit_sweep
+
+            return submit_sweep(args.file, args.address, args.tracking_uri, not args.no_wait)
+        if args.command == "ui":
+            return _ui(args.tracking_uri, args.port)
+    except UsageError as err:
+        print(f"ibsweep: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    if args.kind not in KINDS:
+        raise UsageError(f"unknown kind '{args.kind}'; allowed: {', '.join(KINDS)}")
+    activation = args.activation or ("tanh" if args.kind == "dnn" else "ste")
+    known = sorted({a for acts in ACTIVATIONS.values() for a in acts})
+    if activation not in known:
+        raise UsageError(f"unknown activation '{activation}'; allowed: {', '.join(known)}")
+    try:
+        model = ModelConfig(
+            kind=args.kind,
+            activation=activation,
+            widths=args.widths,
+            beta=args.beta,
+            bnn_norm=args.bnn_norm,
+        )
+    except ValidationError as err:
+        raise UsageError(describe_validation_error(err)) from None
+    try:
+        train = TrainConfig(
+            optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs
+        )
+    except ValidationError as err:
+        raise UsageError(
+            describe_validation_error(err).replace("batch_size", "batch-size")
+        ) from None
+    return model, train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ibsweep.sweep.cli.data_command import load_or_usage_error
+    from ibsweep.sweep.training.meter import LayerMeter, parse_estimator_spec
+    from ibsweep.sweep.training.single_run import ProgressLine, train_single
+    from ibsweep.sweep.training.tables import write_table
+
+    model, train = _configs(args)
+    if args.seeds <= 0 or args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 and --seeds positive, got {args.seed}, {args.seeds}")
+    if args.mi_every <= 0:
+        raise UsageError(f"--mi-every must be a positive integer, got {args.mi_every}")
+    if args.measure_on not in (None, "full", "train", "test"):
+        raise UsageError(f"unknown --measure-on '{args.measure_on}'; allowed: full, train, test")
+    override = parse_estimator_spec(args.estimator) if args.estimator else None
+    meter = LayerMeter(model, override)
+    data = load_or_usage_error(args.dataset, args.data_dir)
+    import torch
+
+    torch.set_num_threads(1)
+    progress = None if args.quiet else ProgressLine(train.epochs)
+    result = train_single(
+        model,
+        train,
+        data,
+        list(range(args.seed, args.seed + args.seeds)),
+        meter,
+        args.measure_on,
+        args.mi_every,
+        progress,
+    )
+    from ibsweep.sweep.cli.summary import print_run_summary
+
+    print_run_summary(model, train, data.name, result)
+    if args.out:
+        path = write_table(result.table, args.out)
+        print(f"table: {path} ({result.table.num_rows} rows)")
+    return 0 if all(s == "finished" for s in result.status) else 1
+
+
+def _ui(uri: str | None, port: int) -> int:
+    import os
+
+    from ibsweep.sweep.tracking.uri import resolve_tracking_uri
+
+    store = resolve_tracking_uri(uri, None)
+    cmd = ["mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1"]
+    cmd += ["--port", str(port)]
+    print(f"MLflow UI on http://127.0.0.1:{port} for {store} (Ctrl-C stops it)", file=sys.stderr)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+def default_sweep_file() -> str:
+    """The shipped quick sweep that the main job runs."""
+    from ibsweep.examples import example_path
+
+    return str(example_path("quick"))
+
+
+def _default_job() -> int:
+    from ibsweep.sweep.execution.run import run_sweep
+
+    return run_sweep(default_sweep_file())

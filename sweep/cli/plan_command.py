@@ -1,0 +1,45 @@
+"""``ibsweep plan``: the expanded grid, without running anything."""
+
+from __future__ import annotations
+
+from ibsweep.sweep.config.grid import expand
+from ibsweep.sweep.config.spec import load_spec, sweep_file
+
+
+def print_plan(spec_path: str) -> int:
+    """Print trials, configurations, skipped combinations and the amount of work."""
+    path = sweep_file(spec_path)
+    spec = load_spec(path)
+    plan = expand(spec)
+    seeds = spec.grid.seed_list
+    k = spec.seeds_per_trial
+    print(f"sweep '{spec.name}' ({path})")
+    print(
+        f"{len(plan.configurations)} configurations x {len(seeds)} seeds = {plan.n_runs} runs, "
+        f"in {len(plan.trials)} trials ({k} seed{'s' * (k > 1)} packed per trial)"
+    )
+    header = f"{'#':>3}  {'configuration':<40} {'seeds':<16} trials"
+    print(header)
+    print("-" * len(header))
+    seed_text = ",".join(map(str, seeds))
+    per_config = -(-len(seeds) // k)
+    for i, config in enumerate(plan.configurations, start=1):
+        print(f"{i:>3}  {config.label:<40} {seed_text[:16]:<16} {per_config}")
+    if plan.skipped:
+        print(f"skipped {len(plan.skipped)} combinations:")
+        for name, reason in plan.skipped:
+            print(f"  {name}: {reason}")
+    schedule = plan.schedule
+    n_points = plan.n_runs * len(schedule)
+    print(
+        f"work: {plan.seed_epochs} seed-epochs ({spec.train.epochs} epochs per run); "
+        f"{len(plan.trials) * spec.train.epochs} trial-epochs; "
+        f"MI on {len(schedule)} epochs per run ({n_points} layer-sweeps)"
+    )
+    if spec.search is not None:
+        s = spec.search
+        print(
+            f"search: optuna over {', '.join(s.space)}: {s.num_samples} samples, "
+            f"{s.max_concurrent} at a time, {s.mode} {s.metric} (the grid's first configuration)"
+        )
+    return 0

@@ -1,0 +1,117 @@
+"""Ray: local or a cluster, its token, and what a multi-node cluster's nodes must share."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ibsweep.sweep.errors import UsageError
+
+DEFAULT_STORAGE = ".ibsweep/tune"
+
+
+SHARED_STORAGE_ENV = "IBSWEEP_SHARED_STORAGE"
+
+
+def resolve_storage(raw: str | None) -> str:
+    """Tune's storage: a URI (s3://, gs://, ...) as given, else an absolute path."""
+    raw = raw or DEFAULT_STORAGE
+    if "://" in raw and not raw.startswith("file://"):
+        return raw.rstrip("/")
+    return str(Path(raw.removeprefix("file://")).expanduser().resolve())
+
+
+def storage_is_shared(storage: str) -> bool:
+    """Whether every node sees ``storage``: a URI, or a path under $IBSWEEP_SHARED_STORAGE."""
+    if "://" in storage:
+        return True
+    roots = [r for r in os.environ.get(SHARED_STORAGE_ENV, "").split(os.pathsep) if r.strip()]
+    path = Path(storage)
+    return any(path.is_relative_to(Path(r).expanduser().resolve()) for r in roots)
+
+
+def tracking_is_local(uri: str) -> bool:
+    """Whether a tracking URI is a store on this machine's disk (SQLite, file:, a plain path)."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    return scheme in ("", "file", "sqlite")
+
+
+def _loopback(uri: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(uri).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def check_cluster(where: Path, nodes: list[dict], uri: str, storage: str) -> None:
+    """Refuse stores a multi-node cluster cannot share; ``nodes`` are Ray's alive nodes."""
+    if len(nodes) <= 1:
+        return
+    n, hosts = len(nodes), {node["NodeManagerAddress"] for node in nodes}
+    if tracking_is_local(uri):
+        raise UsageError(
+            f"{where}: tracking URI {uri} is a store on one machine's disk, but the Ray cluster "
+            f"has {n} nodes; use the cluster's MLflow server (http://HEAD:5000) or a database "
+            "server (postgresql://...)"
+        )
+    if len(hosts) > 1 and _loopback(uri):
+        raise UsageError(
+            f"{where}: tracking URI {uri} is a loopback address, but the Ray cluster's {n} nodes "
+            "are on different hosts; use the server's address on the cluster's private network"
+        )
+    if not storage_is_shared(storage):
+        declared = os.environ.get(SHARED_STORAGE_ENV) or "unset"
+        raise UsageError(
+            f"{where}: storage {storage} is local to this machine, but the Ray cluster has {n} "
+            f"nodes; give a storage every node shares: s3://..., gs://..., or a path under "
+            f"${SHARED_STORAGE_ENV} (now {declared})"
+        )
+
+
+def ray_token_available() -> bool:
+    """Whether a Ray token is at hand: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).expanduser().is_file()
+
+
+def use_ray_token() -> bool:
+    """Turn on Ray token authentication when RAY_AUTH_MODE is unset and a token is at hand.
+
+    As Ray does for a cluster it finds by itself; RAY_AUTH_MODE=disabled never sends a token.
+    Ray reads the mode when it is first imported, so this runs before ``import ray``.
+    Returns whether token authentication is on.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def init_ray(address: str | None, cpus: int | None = None) -> None:
+    """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        use_ray_token()
+    import ray
+
+    kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if not address:
+        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+        return
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError) as err:
+        raise UsageError(
+            f"cannot connect to the Ray cluster at {address} ({str(err).splitlines()[0]}); check "
+            "the address, and for token authentication RAY_AUTH_MODE=token with RAY_AUTH_TOKEN "
+            "or RAY_AUTH_TOKEN_PATH"
+        ) from None
+
+
+def alive_nodes() -> list[dict]:
+    """The alive nodes of the connected Ray cluster."""
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive")]

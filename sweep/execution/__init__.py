@@ -1,0 +1,1 @@
+"""Running a sweep end to end: inputs checked, runs prepared in MLflow, the outcome recorded."""

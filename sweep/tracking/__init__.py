@@ -1,0 +1,1 @@
+"""MLflow tracking: the store, its runs, a retrying metric sink and its disk spool."""

@@ -1,0 +1,1 @@
+"""Ray Tune: the trainable, the trials' settings, the Tuner, search and progress."""

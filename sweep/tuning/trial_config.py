@@ -1,0 +1,54 @@
+"""What each Ray Tune trial is given: the settings common to all and its own entry."""
+
+from __future__ import annotations
+
+from ibsweep.sweep.config.grid import Plan, Trial, train_config
+from ibsweep.sweep.execution.prepare import Execution, run_params
+from ibsweep.sweep.tracking.retry import DEFAULT_RETRY_S
+
+
+def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> tuple[dict, list]:
+    """Settings common to every trial, and one entry per trial for ``tune.grid_search``."""
+    spec = plan.spec
+    common = {
+        "tracking_uri": uri,
+        "threads": max(1, int(spec.resources.get("cpu", 1))),
+        "data_dir": data_root,
+        "train": train_config(spec).model_dump(),
+        "schedule": plan.schedule,
+        "measure_on": spec.mi.measure_on,
+        "estimator": spec.mi.estimator_override(),
+        "tracking_retry_s": spec.tracking.retry_s or DEFAULT_RETRY_S,
+        "spool": execution.spool.root,
+    }
+    per_trial = [
+        {
+            "label": t.config.label,
+            "model": t.config.model.model_dump(mode="json"),
+            "dataset": t.config.dataset,
+            "seeds": list(t.seeds),
+            "run_ids": [execution.run_ids.get(t.run_name(s)) for s in t.seeds],
+        }
+        for t in plan.trials
+    ]
+    return common, per_trial
+
+
+def search_trial(plan: Plan, execution: Execution, measured: dict[str, tuple[str, int]]) -> dict:
+    """The one configuration an Optuna search tunes, with every seed packed in each sample."""
+    config = plan.configurations[0]
+    seeds = tuple(plan.spec.grid.seed_list)
+    trial = Trial(config, seeds)
+    return {
+        "label": config.label,
+        "model": config.model.model_dump(mode="json"),
+        "dataset": config.dataset,
+        "seeds": list(seeds),
+        "run_ids": None,
+        "search": {
+            "experiment_id": execution.experiment_id,
+            "parent_id": execution.parent_id,
+            "sweep": plan.spec.name,
+            "params": [run_params(plan, trial, s, measured) for s in seeds],
+        },
+    }
