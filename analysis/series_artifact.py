@@ -9,7 +9,6 @@ history API only for runs without one.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +57,6 @@ def read_series_artifacts(uri: str, runs: Sequence[Run]) -> pd.DataFrame:
     run_id and key are categorical. Each file is fetched by its URI under the run's artifact
     root (known from the run), one request per run, in parallel.
     """
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     def one(run: Run) -> pd.DataFrame:
         with tempfile.TemporaryDirectory(prefix="ibsweep-series-") as folder:

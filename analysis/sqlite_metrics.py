@@ -6,6 +6,8 @@ import json
 import math
 import sqlite3
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from mlflow.entities import LifecycleStage
@@ -127,6 +129,38 @@ class SqliteMetricWriter:
 
 def _tune_connection(dbapi_connection, _record) -> None:
     dbapi_connection.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+
+
+class SchemaMismatch(ValueError):
+    """The MLflow SQLite store's tables are not those this version of ibsweep writes and reads."""
+
+
+def check_schema(uri: str) -> None:
+    """Raise SchemaMismatch unless the store's metric tables have every column ibsweep uses.
+
+    The writer and the SQLite reader of ``analysis.fetch`` use MLflow's tables directly (no
+    public API covers them), so a store made by an MLflow with another schema is refused here,
+    at start-up, rather than at the first write.
+    """
+    try:
+        _statements(JSON_ROWS)
+    except RuntimeError as err:
+        raise SchemaMismatch(
+            f"installed MLflow's metric tables are not as expected: {err}"
+        ) from None
+    path = unquote(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    if path is None or not Path(path).is_file():
+        return
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        for table in (SqlMetric.__table__, SqlLatestMetric.__table__):
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table.name})")}
+            missing = [c for c in _COLUMNS if c not in have]
+            if missing:
+                raise SchemaMismatch(
+                    f"the MLflow store {uri} has a table {table.name} without the columns "
+                    f"{', '.join(missing)} that ibsweep writes (tested with MLflow 3.17); "
+                    "use a store made by MLflow 3 (`mlflow db upgrade` migrates an older one)"
+                )
 
 
 def bulk_writer(uri: str) -> SqliteMetricWriter | None:

@@ -48,6 +48,16 @@ class SweepAnalysis:
     fetched: int
     up_to_date: bool
 
+    @property
+    def phases(self) -> pd.DataFrame:
+        """Phase statistics per run and layer (``phases.csv``)."""
+        return pd.read_csv(self.out_dir / "phases.csv")
+
+    @property
+    def series(self) -> pd.DataFrame:
+        """The tidy per-epoch series of every run (``series.parquet``)."""
+        return pd.read_parquet(self.out_dir / "series.parquet")
+
 
 def varying_columns(table: pd.DataFrame, config_cols: list[str]) -> list[str]:
     """Config columns that differ between configurations (always model kind and activation)."""
@@ -158,27 +168,35 @@ def _signature(series: SweepSeries) -> str:
     return hashlib.sha256("\n".join(sigs).encode()).hexdigest()[:16]
 
 
-def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
-    """Analyse sweep ``name`` from the MLflow store at ``uri`` into ``out_dir``."""
+def analyze_sweep(
+    uri: str, name: str, out_dir: str | Path, log_to_mlflow: bool = False
+) -> SweepAnalysis:
+    """Analyse sweep ``name`` from the MLflow store at ``uri`` into ``out_dir``.
+
+    Read-only unless ``log_to_mlflow``: then each run also gets its phase statistics and
+    verdicts, and the sweep's parent run the report, in MLflow.
+    """
     out = Path(out_dir)
     cache = out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     series = fetch_series(uri, name, cache)
     signature = _signature(series)
     stamp = cache / "outputs.json"
+    before = json.loads(stamp.read_text()) if stamp.exists() else {}
+    logged = set(before.get("logged", [])) - set(series.fetched)
+    to_log = {r.info.run_id for r in series.runs} - logged if log_to_mlflow else set()
     outputs = [out / "verdicts.csv", out / "comparisons.csv", out / "series.parquet"]
     if (
         not series.fetched
-        and stamp.exists()
-        and json.loads(stamp.read_text()).get("signature") == signature
+        and not to_log
+        and before.get("signature") == signature
         and all(p.exists() for p in outputs)
     ):
-        display = json.loads(stamp.read_text())["display_cols"]
         return SweepAnalysis(
             out,
             pd.read_csv(out / "verdicts.csv"),
             pd.read_csv(out / "comparisons.csv"),
-            display,
+            before["display_cols"],
             len(series.runs),
             0,
             True,
@@ -194,7 +212,7 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
     # Logging back waits on the store and drawing on worker processes: both go on in the
     # background while this thread computes the statistics.
     with ThreadPoolExecutor(2) as background:
-        logged = background.submit(_log_back, client, uri, phases, set(series.fetched))
+        back = background.submit(_log_back, client, uri, phases, to_log)
         drawn = background.submit(
             make_figures, table[table["epoch"] >= 1], with_model, display, out, default_workers()
         )
@@ -203,7 +221,7 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
         comparisons = compare(with_model, comparison_columns(config_cols), KEY_STATS)
         comparisons.to_csv(out / "comparisons.csv", index=False)
         figures = drawn.result()
-        logged.result()
+        back.result()
     shown = verdicts[[*display, *[c for c in verdicts.columns if c not in config_cols]]]
     report = write_report(
         out,
@@ -212,12 +230,16 @@ def analyze_sweep(uri: str, name: str, out_dir: str | Path) -> SweepAnalysis:
         figures,
         {"title": f"ibsweep analysis: {name}", "sweep": name, "runs": len(series.runs)},
     )
-    if series.parent is not None:
+    if log_to_mlflow and series.parent is not None:
         pid = series.parent.info.run_id
         for path in (report, report.with_suffix(".html"), *outputs[:2], out / "phases.csv"):
             client.log_artifact(pid, str(path), artifact_path=_ARTIFACT_PATH)
         client.log_artifacts(pid, str(out / "figures"), artifact_path=f"{_ARTIFACT_PATH}/figures")
-    stamp.write_text(json.dumps({"signature": signature, "display_cols": display}))
+    stamp.write_text(
+        json.dumps(
+            {"signature": signature, "display_cols": display, "logged": sorted(logged | to_log)}
+        )
+    )
     return SweepAnalysis(
         out, verdicts, comparisons, display, len(series.runs), len(series.fetched), False
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -121,7 +120,6 @@ class Trainer:
         self.active = np.ones(len(self.seeds), dtype=bool)
         self.failure: list[str | None] = [None] * len(self.seeds)
         self._scratch: list[torch.Tensor] = []
-        _keep_freed_memory()
 
     def _workspace(self, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
         """Tensors of these shapes, the same ones on every call (overwritten each time)."""
@@ -313,25 +311,6 @@ def _fused_adam_step(opt: torch.optim.Optimizer) -> bool:
 
 
 _SMALL_TABLE_BYTES = 1 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters of glibc's malloc.h
-
-
-@functools.cache
-def _keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed blocks of up to 32 MiB for reuse (once per process).
-
-    By default glibc maps blocks above a moving threshold afresh on every allocation and unmaps
-    them when freed, so each epoch's activations and each batch's temporaries are faulted in
-    page by page again: on a VM that costs several microseconds per 4 KiB, milliseconds per
-    epoch, often more than the arithmetic. A fixed threshold keeps them in the heap instead;
-    memory use stays bounded by the peak. Other C libraries are left alone.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 def _rows_mask(idx: torch.Tensor, n: int) -> torch.Tensor:

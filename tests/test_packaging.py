@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -109,9 +110,11 @@ def test_every_subpackage_is_listed_for_the_wheel():
 @pytest.mark.slow
 def test_a_wheel_installs_one_top_level_package_that_runs_from_any_folder(tmp_path):
     """A non-editable install: only ``ibsweep`` in site-packages, the shipped sweeps with it."""
+    source = tmp_path / "source"  # a copy: building in place would leave build/ behind
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*build, "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
+    subprocess.run([*build, "-w", str(wheels), str(source)], check=True, capture_output=True)
     (wheel,) = wheels.glob("*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)

@@ -10,7 +10,14 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ibsweep.analysis.sqlite_metrics import JSON_ROWS, SqliteMetricWriter, bulk_writer
+from ibsweep.analysis.sqlite_metrics import (
+    JSON_ROWS,
+    SchemaMismatch,
+    SqliteMetricWriter,
+    bulk_writer,
+    check_schema,
+)
+from ibsweep.sweep.cli.main import main
 from ibsweep.sweep.tracking.sink import MetricSink
 from ibsweep.sweep.tracking.store import open_experiment
 
@@ -103,3 +110,20 @@ def test_sink_waits_out_a_locked_database(tmp_path):
     lock.execute("COMMIT")
     sink.close()
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(50))
+
+
+def test_a_store_with_another_schema_is_refused_at_start_up(tmp_path, capsys, monkeypatch):
+    """The writer uses MLflow's tables directly: a mismatch is one line, exit 2, no runs."""
+    uri, client, _ = _store(tmp_path)
+    check_schema(uri)  # MLflow's own store passes
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("ALTER TABLE metrics RENAME COLUMN is_nan TO nan_flag")
+    with pytest.raises(SchemaMismatch, match="table metrics without the columns is_nan"):
+        check_schema(uri)
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: schema\ntrain: {epochs: 2}\n")
+    assert main(["run", str(spec), "--tracking-uri", uri]) == 2
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ibsweep")]
+    assert len(ours) == 1 and "without the columns is_nan" in ours[0]  # MLflow logs its own
+    assert client.get_experiment_by_name("schema") is None

@@ -1,14 +1,18 @@
 """Sweeps end to end on a real local Ray and real MLflow stores (SQLite and a server)."""
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 
+from ibsweep.sweep.tuning.trainable import CHECKPOINT_PREFIX
 from tests.services import (
     assert_histories_exact,
     ibsweep,
@@ -37,8 +41,15 @@ SMALL = {
 
 def test_small_grid_into_sqlite(tmp_path):
     path = write_sweep(tmp_path, SMALL)
-    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    scratch = Path(tempfile.mkdtemp(prefix="ib-", dir="/tmp"))  # short: Ray's sockets go there
+    try:
+        proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env={"TMPDIR": str(scratch)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        # every checkpoint was written from a temporary folder that is gone again
+        assert list((tmp_path / ".ibsweep" / "tune").rglob("checkpoint_*/trainer.pt"))
+        assert not list(scratch.rglob(f"{CHECKPOINT_PREFIX}*"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert f"ibsweep ui --tracking-uri {uri}" in proc.stdout
     client, parents, children = sweep_runs(uri, "small")

@@ -1,9 +1,12 @@
 """The MLflow metric sink on real stores: batching, flushing, exactly-once steps, outages."""
 
 import math
+import sqlite3
 import time
 
 import pytest
+import requests
+import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
@@ -176,6 +179,55 @@ def test_retry_policy_classifies_failures():
     with pytest.raises(TrackingUnavailable, match="a refused call failed"):
         call_with_retry(refused, 3600, "a refused call")
     assert len(calls) == 1
+
+
+def test_only_outages_timeouts_and_locks_are_retried():
+    """A bug is no outage: it fails at once, as itself, not after the retry budget."""
+    locked = sqlite3.OperationalError("database is locked")
+    assert transient(locked)
+    assert transient(sqlalchemy.exc.OperationalError("INSERT ...", {}, locked))
+    assert transient(TimeoutError()) and transient(requests.exceptions.ReadTimeout())
+    assert not transient(sqlite3.OperationalError("no such table: metrics"))
+    assert not transient(TypeError("unsupported operand")) and not transient(KeyError("run"))
+    calls = []
+
+    def buggy():
+        calls.append(1)
+        return {}["missing"]
+
+    with pytest.raises(KeyError):
+        call_with_retry(buggy, 3600, "a buggy call")
+    assert len(calls) == 1
+
+    def busy():
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "ok"
+
+    calls.clear()
+    assert call_with_retry(busy, 30, "a busy store") == "ok" and len(calls) == 3
+
+
+class _BuggyWriter(SqliteMetricWriter):
+    """A bulk writer with a bug in it (fault injection): every write raises TypeError."""
+
+    def write(self, points):
+        raise TypeError("a bug in the writer")
+
+
+def test_a_bug_in_the_sink_fails_the_trial_at_once_with_its_own_error(tmp_path):
+    client, run_id = _client(tmp_path)
+    spool = Spool(str(tmp_path / "spool"))
+    sink = MetricSink(
+        client, flush_s=0.05, retry_s=3600, spool=spool,
+        bulk=_BuggyWriter(f"sqlite:///{tmp_path / 'm.db'}"),
+    )  # fmt: skip
+    sink.add(run_id, {"loss": 1.0, "train_acc": 0.5}, 0)
+    with pytest.raises(TypeError, match="a bug in the writer") as caught:
+        sink.flush()
+    assert any("2 points of 1 runs kept" in note for note in caught.value.__notes__)
+    assert spool.count() == (2, 1)  # nothing lost
 
 
 def test_sweep_experiments_are_tagged_for_the_runs_page(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 from ibsweep.analysis.fetch import FetchError
@@ -41,28 +40,27 @@ def print_verdicts(result: SweepAnalysis) -> None:
         print(f"{config}  {int(row['layer']):>5}  {int(row['n_seeds']):>5}  {verdict:<26}{cells}")
 
 
-def analyze_sweep(name: str, tracking_uri: str | None, out: str | None) -> int:
+def analyze_command(
+    name: str, tracking_uri: str | None, out: str | None, log_to_mlflow: bool = False
+) -> int:
     """Analyse sweep ``name``; print the verdicts and where everything was written."""
     uri = resolve_tracking_uri(tracking_uri, None)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise UsageError(f"no MLflow store at {uri}; give --tracking-uri (sweeps write one)")
     out_dir = Path(out) if out else Path("ibsweep-results") / name
     try:
-        result = run_analysis(uri, name, out_dir)
+        result = run_analysis(uri, name, out_dir, log_to_mlflow)
     except FetchError as err:
         raise UsageError(str(err)) from None
+    print_analysis(result)
+    return 0
+
+
+def print_analysis(result: SweepAnalysis) -> None:
+    """The verdict table, then what was fetched and where everything was written."""
     print_verdicts(result)
     state = "up to date, nothing changed" if result.up_to_date else f"{result.fetched} fetched"
     print(
         f"\n{result.n_runs} runs ({state}); written to {result.out_dir}/: series.parquet, "
         "verdicts.csv, comparisons.csv, phases.csv, report.md, report.html, figures/"
     )
-    return 0
-
-
-def analyze_after_run(name: str, uri: str) -> None:
-    """The analysis at the end of ``ibsweep run``; a failure is reported, not raised."""
-    try:
-        analyze_sweep(name, uri, None)
-    except Exception as err:  # the sweep itself succeeded; say why the analysis did not
-        print(f"analysis failed: {err}; rerun with: ibsweep analyze {name}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -104,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     p.add_argument("--out", help="output folder (default: ./ibsweep-results/NAME)")
+    p.add_argument(
+        "--log-to-mlflow",
+        action="store_true",
+        help="also log each run's phase statistics and verdicts, and the report, to MLflow "
+        "(default: read-only)",
+    )
 
     p = sub.add_parser("submit", help="submit a sweep to a Ray cluster through its job API")
     p.add_argument("file", metavar="FILE", help=_FILE_HELP)
@@ -124,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ibsweep`` console command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_process(args)
     try:
         if args.command is None:
             return _default_job()
@@ -138,15 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return print_plan(args.file)
         if args.command == "run":
-            from ibsweep.sweep.execution.run import run_sweep
+            from ibsweep.sweep.cli.run_command import run_command
 
-            return run_sweep(
+            return run_command(
                 args.file, args.tracking_uri, args.address, args.restart, not args.no_analyze
             )
         if args.command == "analyze":
-            from ibsweep.sweep.cli.analyze_command import analyze_sweep
+            from ibsweep.sweep.cli.analyze_command import analyze_command
 
-            return analyze_sweep(args.name, args.tracking_uri, args.out)
+            return analyze_command(args.name, args.tracking_uri, args.out, args.log_to_mlflow)
         if args.command == "submit":
             from ibsweep.sweep.cluster.submit import submit_sweep
 
@@ -157,12 +166,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ibsweep: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+class _Stderr(logging.Handler):
+    """Log messages as plain lines on whatever ``sys.stderr`` is when they come."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print the record's message."""
+        print(record.getMessage(), file=sys.stderr)
+
+
+def _configure_process(args: argparse.Namespace) -> None:
+    """Settings of this whole process, which only the command line makes: messages of the
+    library's logger on stderr, Ray's token authentication (Ray reads it at import), no
+    progress bars from MLflow's downloads."""
+    logger = logging.getLogger("ibsweep")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+        logger.setLevel(logging.INFO)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if args.command in ("run", "submit", None) and (
+        getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")
+    ):
+        from ibsweep.sweep.cluster.ray_cluster import enable_ray_token
+
+        enable_ray_token()
 
 
 def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -233,8 +265,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _ui(uri: str | None, port: int) -> int:
-    import os
-
     from ibsweep.sweep.tracking.uri import resolve_tracking_uri
 
     store = resolve_tracking_uri(uri, None)
@@ -253,6 +283,6 @@ def default_sweep_file() -> str:
 
 
 def _default_job() -> int:
-    from ibsweep.sweep.execution.run import run_sweep
+    from ibsweep.sweep.cli.run_command import run_command
 
-    return run_sweep(default_sweep_file())
+    return run_command(default_sweep_file())

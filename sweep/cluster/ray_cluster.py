@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.tracking.uri import fail_fast_http_env
 
 DEFAULT_STORAGE = ".ibsweep/tune"
 
@@ -77,26 +78,37 @@ def ray_token_available() -> bool:
     return Path(path).expanduser().is_file()
 
 
-def use_ray_token() -> bool:
-    """Turn on Ray token authentication when RAY_AUTH_MODE is unset and a token is at hand.
-
-    As Ray does for a cluster it finds by itself; RAY_AUTH_MODE=disabled never sends a token.
-    Ray reads the mode when it is first imported, so this runs before ``import ray``.
-    Returns whether token authentication is on.
-    """
-    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
+def ray_token_on() -> bool:
+    """Whether Ray's token authentication is on in this process (RAY_AUTH_MODE=token)."""
     return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
 
 
+def enable_ray_token() -> bool:
+    """Turn on Ray token authentication when RAY_AUTH_MODE is unset and a token is at hand.
+
+    As Ray does for a cluster it finds by itself; RAY_AUTH_MODE=disabled never sends a token.
+    Ray reads the mode when it is first imported, so the command line calls this (a setting of
+    its whole process) before anything imports ray. Returns whether token authentication is on.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return ray_token_on()
+
+
 def init_ray(address: str | None, cpus: int | None = None) -> None:
-    """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray."""
+    """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray.
+
+    The job's workers get the environment the trials need (``worker_env``); this process's
+    own environment is left as it is.
+    """
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        use_ray_token()
     import ray
 
-    kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    kwargs = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+        "runtime_env": {"env_vars": worker_env()},
+    }
     if not address:
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
         return
@@ -108,6 +120,15 @@ def init_ray(address: str | None, cpus: int | None = None) -> None:
             "the address, and for token authentication RAY_AUTH_MODE=token with RAY_AUTH_TOKEN "
             "or RAY_AUTH_TOKEN_PATH"
         ) from None
+
+
+def worker_env() -> dict[str, str]:
+    """Environment variables of every trial's worker: MLflow fails fast (the sink retries), and
+    trials run in the driver's folder (paths in the sweep stay valid)."""
+    env = fail_fast_http_env()
+    if "RAY_CHDIR_TO_TRIAL_DIR" not in os.environ:
+        env["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    return env
 
 
 def alive_nodes() -> list[dict]:

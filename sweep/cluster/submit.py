@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ibsweep.analysis import run_schema as rs
-from ibsweep.sweep.cluster.ray_cluster import use_ray_token
+from ibsweep.sweep.cluster.ray_cluster import ray_token_on
 from ibsweep.sweep.config.grid import expand
 from ibsweep.sweep.config.spec import load_spec, sweep_file, uri_has_password
 from ibsweep.sweep.errors import UsageError
@@ -78,7 +78,7 @@ def submit_sweep(
             "(MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD), never from the command line"
         )
     api = _job_api(address)
-    token = use_ray_token()
+    token = ray_token_on()
     client = _client(api)
     with tempfile.TemporaryDirectory(prefix="ibsweep-job-") as folder:
         shutil.copyfile(path, Path(folder) / path.name)

@@ -260,8 +260,14 @@ class SweepSpec(_Strict):
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: dict[str, float]) -> dict[str, float]:
-        if v.get("cpu", 1) <= 0 or v.get("gpu", 0) < 0:
-            raise ValueError(f"cpu must be > 0 and gpu >= 0, got {v}")
+        if v.get("cpu", 1) <= 0:
+            raise ValueError(f"cpu must be > 0, got {v}")
+        if v.get("gpu", 0) != 0:
+            # reserving a GPU the packed trainer would never use only idles the card
+            raise ValueError(
+                f"gpu: {v['gpu']:g} asked, but training runs on the CPU only (the packed "
+                "trainer has no GPU path); remove gpu (allowed: gpu 0)"
+            )
         return v
 
     def digest(self) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
@@ -19,23 +21,59 @@ from ibsweep.sweep.tracking.store import (
 from ibsweep.sweep.tracking.uri import server_reachable
 from ibsweep.sweep.tuning.tuner import TuneOutcome
 
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    """What one ``run_sweep`` did: run counts, failures, and the analysis if it ran.
+
+    ``interrupted``: the sweep stopped before every run ended (run it again to resume);
+    ``tracking_error``: the tracking store stopped trials (their points wait in the spool);
+    ``already_complete``: an earlier execution had finished it, nothing ran.
+    """
+
+    name: str
+    tracking_uri: str
+    parent_id: str
+    runs: int = 0
+    finished: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    best: tuple[dict[str, Any], float] | None = None  # a search's best settings, metric value
+    search_metric: str | None = None
+    interrupted: bool = False
+    already_complete: bool = False
+    tracking_error: str | None = None
+    analysis: Any = None
+    analysis_error: str | None = None
+
+    @property
+    def unfinished(self) -> int:
+        """Runs that neither finished nor failed."""
+        return self.runs - self.finished - self.failed
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run finished and nothing stopped the sweep."""
+        return not (self.interrupted or self.tracking_error or self.failures)
+
 
 def deliver_spool(client: MlflowClient, execution: Execution, retry_s: float) -> None:
     """Deliver the points trials spooled in an earlier execution, before any trial starts."""
     held, runs = execution.spool.count()
     if held:
         written = execution.spool.deliver(client, retry_s=retry_s)
-        print(
-            f"delivered {written} spooled points of {runs} runs "
-            f"({held - written} were already in MLflow)",
-            file=sys.stderr,
-        )
+        log.info(
+            "delivered %d spooled points of %d runs (%d were already in MLflow)",
+            written, runs, held - written,
+        )  # fmt: skip
 
 
 def stopped_by_tracking(
     client: MlflowClient, execution: Execution, errors: dict[str, str], uri: str, path: Path
-) -> int | None:
-    """After Tune: exit code 1 with a clear error when the tracking store stopped trials.
+) -> str | None:
+    """After Tune: what to tell the user when the tracking store stopped trials, or None.
 
     Such trials stay unfinished (their runs are not marked), so the next ``ibsweep run`` of
     the same file delivers the spooled points and resumes them from their checkpoints.
@@ -56,13 +94,11 @@ def stopped_by_tracking(
         else "did not take the spooled points"
     )
     kept = f"; {held} points of {runs} runs are kept in {execution.spool.root}" if held else ""
-    print(
-        f"ibsweep: error: the tracking store {uri} {what}{kept}. When it is back, run "
+    return (
+        f"the tracking store {uri} {what}{kept}. When it is back, run "
         f"`ibsweep run {path}` again: spooled points are delivered first and the trials resume "
-        "from their checkpoints",
-        file=sys.stderr,
+        "from their checkpoints"
     )
-    return 1
 
 
 def finish_execution(
@@ -71,9 +107,8 @@ def finish_execution(
     execution: Execution,
     outcome: TuneOutcome,
     uri: str,
-    analyze: bool,
-) -> int:
-    """Record the outcome in MLflow, print the summary; returns the exit code."""
+) -> SweepResult:
+    """Record the outcome in MLflow (failed runs, counts, the parent's status) and return it."""
     for trial in plan.trials if execution.run_ids else []:
         label = f"{trial.config.label}-s{'_'.join(map(str, trial.seeds))}"
         reason = outcome.errors.get(label)
@@ -111,34 +146,18 @@ def finish_execution(
         synchronous=True,
     )
     expected = len(runs) if plan.spec.search else plan.n_runs
-    unfinished = expected - counts["FINISHED"] - counts["FAILED"]
-    done = not outcome.interrupted and unfinished == 0
-    print(
-        f"\nsweep '{plan.spec.name}': {expected} runs — {counts['FINISHED']} finished, "
-        f"{counts['FAILED']} failed, {unfinished} unfinished"
+    result = SweepResult(
+        name=plan.spec.name,
+        tracking_uri=uri,
+        parent_id=pid,
+        runs=expected,
+        finished=counts["FINISHED"],
+        failed=counts["FAILED"],
+        failures=failures,
+        best=outcome.best,
+        search_metric=plan.spec.search.metric if plan.spec.search else None,
     )
-    for name, reason in failures:
-        print(f"  FAILED {name}: {reason}")
-    if outcome.best is not None:
-        overrides, value = outcome.best
-        chosen = ", ".join(
-            f"train.{k}={v:.4g}" if isinstance(v, float) else f"train.{k}={v}"
-            for k, v in overrides.items()
-        )
-        print(f"best: {chosen} ({plan.spec.search.metric} {value:.4f}, seed mean)")
-    if not done:
-        client.set_terminated(pid, RunStatus.to_string(RunStatus.KILLED))
-        print(
-            "interrupted: run the same command again to resume "
-            "(finished runs are kept; unfinished ones continue from their checkpoints)",
-            file=sys.stderr,
-        )
-        return 130
-    status = RunStatus.FINISHED
+    result.interrupted = outcome.interrupted or result.unfinished > 0
+    status = RunStatus.KILLED if result.interrupted else RunStatus.FINISHED
     client.set_terminated(pid, RunStatus.to_string(status))
-    if analyze:
-        from ibsweep.sweep.cli.analyze_command import analyze_after_run
-
-        analyze_after_run(plan.spec.name, uri)
-    print(f"results: ibsweep ui --tracking-uri {uri}")
-    return 0 if not failures else 1
+    return result

@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ibsweep.analysis.sqlite_metrics import Point, SqliteMetricWriter
@@ -53,7 +54,7 @@ class MetricSink:
         self._pending: dict[str, list[Point]] = defaultdict(list)
         self._skip: dict[tuple[str, str], int] = {}
         self._cond = threading.Condition()
-        self._error: TrackingUnavailable | None = None
+        self._error: Exception | None = None
         self._outage_since: float | None = None
         self._closing = False
         self._flush_requested = False
@@ -189,23 +190,28 @@ class MetricSink:
         return {}, None
 
     def _give_up(self, err: Exception) -> None:
-        """Move every queued point to the spool and remember the error for the trainer."""
+        """Move every queued point to the spool and remember the error for the trainer.
+
+        An error that is neither the store's answer nor an outage (a bug) is kept as it is,
+        so the trial fails with it rather than with a story about the store.
+        """
         points, self._pending = self._pending, defaultdict(list)
         n, runs = sum(len(p) for p in points.values()), sum(1 for p in points.values() if p)
         why = f"no write for {self.retry_s:g} s" if transient(err) else "it refused the points"
         message = f"{UNAVAILABLE}: {why} ({one_line(err)})"
         if self.spool is None:
-            self._error = TrackingUnavailable(f"{message}; {n} points of {runs} runs lost")
-            return
-        try:
-            where = self.spool.write(points)
-        except Exception as spool_err:
-            self._error = TrackingUnavailable(
-                f"{message}; {n} points of {runs} runs lost (spool failed: {one_line(spool_err)})"
-            )
-            return
-        self.points_spooled += n
-        self._error = TrackingUnavailable(
-            f"{message}; {n} points of {runs} runs kept in {where}: they are delivered when the "
-            "trial is retried or `ibsweep run` runs again"
-        )
+            kept = f"{n} points of {runs} runs lost"
+        else:
+            try:
+                kept = (
+                    f"{n} points of {runs} runs kept in {self.spool.write(points)}: they are "
+                    "delivered when the trial is retried or `ibsweep run` runs again"
+                )
+                self.points_spooled += n
+            except Exception as spool_err:
+                kept = f"{n} points of {runs} runs lost (spool failed: {one_line(spool_err)})"
+        if transient(err) or isinstance(err, MlflowException):
+            self._error = TrackingUnavailable(f"{message}; {kept}")
+        else:
+            err.add_note(kept)
+            self._error = err

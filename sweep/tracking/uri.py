@@ -35,11 +35,13 @@ def server_reachable(uri: str, timeout_s: float = 10.0) -> bool:
         return False
 
 
-def fail_fast_http() -> None:
-    """Let this process's MLflow HTTP calls fail at once; ``call_with_retry`` does the backoff.
+def fail_fast_http_env() -> dict[str, str]:
+    """Environment for trial workers in which MLflow's HTTP calls fail at once, so that
+    ``call_with_retry`` does the backoff (values the user set are kept).
 
     MLflow's own default (7 retries, up to ~4 minutes per call) would make a retry budget of
-    seconds impossible and hide an outage from the sink. Values set by the user are kept.
+    seconds impossible and hide an outage from the sink. Given to Ray as the job's runtime
+    environment, it applies to the workers, not to the driver's process.
     """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+    return {k: v for k, v in wanted.items() if k not in os.environ}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from typing import TextIO
 
 from ray.tune import Callback
 
@@ -19,10 +19,12 @@ def _duration(seconds: float) -> str:
 class SweepProgress(Callback):
     """Prints one progress line every ``every_s`` seconds (in place on a terminal)."""
 
-    def __init__(self, n_trials: int, seed_epochs: int, every_s: float = 5.0, stream=None) -> None:
+    def __init__(
+        self, n_trials: int, seed_epochs: int, stream: TextIO, every_s: float = 5.0
+    ) -> None:
         self.n_trials, self.total_work = n_trials, seed_epochs
         self.every_s = every_s
-        self.stream = stream or sys.stderr
+        self.stream = stream
         self.start = time.time()
         self.last_print = 0.0
         self.epochs: dict[str, int] = {}

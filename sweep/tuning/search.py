@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from ray import tune
 
 from ibsweep.sweep.config.grid import Plan
@@ -22,11 +20,11 @@ def _space(entry) -> object:
 
 
 def search_setup(plan: Plan, execution: Execution, measured: dict) -> tuple[dict, tune.TuneConfig]:
+    """The search space and Tune settings of an Optuna search over training settings."""
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     s = plan.spec.search
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     space = {
         "trial": search_trial(plan, execution, measured),
         "overrides": {key.split(".", 1)[1]: _space(e) for key, e in s.space.items()},

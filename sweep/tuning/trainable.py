@@ -18,6 +18,7 @@ from ray import tune
 from ibsweep.analysis import run_schema as rs
 from ibsweep.analysis.series_artifact import write_series_artifact
 from ibsweep.analysis.sqlite_metrics import bulk_writer
+from ibsweep.models.allocator import keep_freed_memory
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.models.datasets import Dataset, load_dataset
 from ibsweep.models.training import EpochRecord, Trainer
@@ -30,7 +31,6 @@ from ibsweep.sweep.tracking.store import (
     logged_steps,
     package_version,
 )
-from ibsweep.sweep.tracking.uri import fail_fast_http
 from ibsweep.sweep.training.meter import LayerMeter
 
 REPORT_S = 2.0
@@ -40,6 +40,7 @@ CHECKPOINT_S = 10.0
 
 
 _STATE_FILE = "trainer.pt"
+CHECKPOINT_PREFIX = "ibsweep-ckpt-"
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,10 +64,14 @@ def epoch_metrics(record: EpochRecord, s: int, info: list | None) -> dict[str, f
     return out
 
 
-def _save(state: dict) -> tune.Checkpoint:
-    folder = tempfile.mkdtemp(prefix="ibsweep-ckpt-")
-    torch.save(state, Path(folder) / _STATE_FILE)
-    return tune.Checkpoint.from_directory(folder)
+def _report_checkpoint(metrics: dict, state: dict) -> None:
+    """Report ``metrics`` with the trainer's state as a checkpoint, from a temporary folder.
+
+    Tune copies the folder into the trial's storage during ``report``; it is removed after.
+    """
+    with tempfile.TemporaryDirectory(prefix=CHECKPOINT_PREFIX) as folder:
+        torch.save(state, Path(folder) / _STATE_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _summary(record: EpochRecord | None, active: np.ndarray, done: bool) -> dict[str, float]:
@@ -121,8 +126,9 @@ def _search_runs(client: MlflowClient, config: dict) -> list[str]:
 def train_trial(config: dict) -> None:
     """Train the trial described by ``config`` (see ``sweep.runner``), resuming if possible."""
     config = {**config, **config["trial"]}
+    # the trial's worker process is this function's: its settings are set here
     torch.set_num_threads(int(config["threads"]))
-    fail_fast_http()
+    keep_freed_memory()
     retry_s = float(config.get("tracking_retry_s", DEFAULT_RETRY_S))
     spool = Spool(config["spool"]) if config.get("spool") else None
     client = MlflowClient(config["tracking_uri"])
@@ -189,7 +195,7 @@ def train_trial(config: dict) -> None:
                 waiting = state, _summary(record, record.active, False), sink.request_flush()
                 last_ckpt = now
             if waiting is not None and sink.stored(waiting[2]):
-                tune.report(waiting[1], checkpoint=_save(waiting[0]))
+                _report_checkpoint(waiting[1], waiting[0])
                 waiting, last_report = None, now
             elif now - last_report >= REPORT_S:
                 tune.report(_summary(record, record.active, False))
@@ -219,4 +225,4 @@ def train_trial(config: dict) -> None:
         call_with_retry(
             lambda r=run_id, st=status: client.set_terminated(r, st), retry_s, "ending a run"
         )
-    tune.report(_summary(record, trainer.active, True), checkpoint=_save(trainer.state_dict()))
+    _report_checkpoint(_summary(record, trainer.active, True), trainer.state_dict())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from ray import tune
 
@@ -37,16 +40,17 @@ def run_tuner(
     data_root: str,
     address: str | None,
     measured: dict,
+    progress: TextIO | None = None,
 ) -> TuneOutcome:
-    """Run the trials with Ray Tune, restoring the experiment when one was interrupted."""
+    """Run the trials with Ray Tune, restoring the experiment when one was interrupted.
+
+    ``progress``, if given, receives a progress line every few seconds.
+    """
     import ray
 
     spec = plan.spec
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
     common, per_trial = trial_space(plan, execution, uri, data_root)
-    resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
+    resources = {"cpu": spec.resources.get("cpu", 1)}
     trainable = tune.with_resources(train_trial, resources)
     n_trials = spec.search.num_samples if spec.search else len(plan.trials)
     work = (
@@ -54,42 +58,42 @@ def run_tuner(
         if spec.search
         else plan.seed_epochs
     )
-    progress = SweepProgress(n_trials, work)
     storage_path, name = execution.tune_path.rstrip("/").rsplit("/", 1)
     run_config = tune.RunConfig(
         name=name,
         storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[progress],
+        callbacks=[SweepProgress(n_trials, work, stream=progress)] if progress else [],
         verbose=0,
     )
     if not ray.is_initialized():  # run_sweep connects first to a cluster, to check it
         init_ray(address)
     try:
-        if tune.Tuner.can_restore(execution.tune_path):
-            tuner = tune.Tuner.restore(execution.tune_path, trainable, resume_errored=True)
-        elif spec.search is not None:
-            space, tune_config = search_setup(plan, execution, measured)
-            tuner = tune.Tuner(
-                trainable,
-                param_space={**common, **space},
-                tune_config=tune_config,
-                run_config=run_config,
-            )
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={**common, "trial": tune.grid_search(per_trial)},
-                tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_dirname),
-                run_config=run_config,
-            )
-        outcome = TuneOutcome()
-        try:
-            results = tuner.fit()
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-            return outcome
+        with _tune_settings(search=spec.search is not None):
+            if tune.Tuner.can_restore(execution.tune_path):
+                tuner = tune.Tuner.restore(execution.tune_path, trainable, resume_errored=True)
+            elif spec.search is not None:
+                space, tune_config = search_setup(plan, execution, measured)
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={**common, **space},
+                    tune_config=tune_config,
+                    run_config=run_config,
+                )
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={**common, "trial": tune.grid_search(per_trial)},
+                    tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_dirname),
+                    run_config=run_config,
+                )
+            outcome = TuneOutcome()
+            try:
+                results = tuner.fit()
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+                return outcome
         for result in results:
             label = _dirname_from_config(result.config)
             if spec.search is not None:
@@ -106,6 +110,25 @@ def run_tuner(
         return outcome
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _tune_settings(search: bool) -> Iterator[None]:
+    """Ray Tune's settings that only its environment holds, for the duration of one sweep
+    (values the user set are kept), then removed again."""
+    wanted = {
+        "TUNE_GLOBAL_CHECKPOINT_S": "5",  # the experiment's state: a killed driver loses little
+        "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter is silent at verbose=0
+    }
+    if search:  # a searcher needs its metric in every result, and some results have none
+        wanted["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _dirname_from_config(config: dict) -> str:

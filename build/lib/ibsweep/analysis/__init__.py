@@ -1,1 +1,0 @@
-"""Analysis of information-plane trajectories: mutual-information estimators, phases, statistics."""

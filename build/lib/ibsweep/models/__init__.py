@@ -1,1 +1,0 @@
-"""Networks, datasets and training: what gets trained (imports neither sweep nor analysis)."""

@@ -1,1 +1,0 @@
-"""Sweeps: Ray Tune grids, MLflow tracking and the ``ibsweep`` command line."""

@@ -1,1 +1,0 @@
-"""The ``ibsweep`` command line: parsing, the commands, their printed output and exit codes."""

@@ -1,1 +1,0 @@
-"""Ray beyond one machine: connecting to a cluster, checking what it shares, submitting jobs."""

@@ -1,1 +1,0 @@
-"""The sweep file, the grid it expands to, and the MI schedule."""

@@ -1,1 +1,0 @@
-"""MLflow tracking: the store, its runs, a retrying metric sink and its disk spool."""

@@ -1,1 +1,0 @@
-"""Training one configuration's packed seeds and measuring every layer, in-process."""

@@ -1,1 +1,0 @@
-"""Ray Tune: the trainable, the trials' settings, the Tuner, search and progress."""
