@@ -122,10 +122,16 @@ def init_ray(address: str | None, cpus: int | None = None) -> None:
         ) from None
 
 
+def ibsweep_env() -> dict[str, str]:
+    """This process's ``IBSWEEP_*`` variables: they reach every trial (``IBSWEEP_DATA_DIR``...)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("IBSWEEP_")}
+
+
 def worker_env() -> dict[str, str]:
-    """Environment variables of every trial's worker: MLflow fails fast (the sink retries), and
-    trials run in the driver's folder (paths in the sweep stay valid)."""
-    env = fail_fast_http_env()
+    """Environment variables of every trial's worker: MLflow fails fast (the sink retries),
+    trials run in the driver's folder (paths in the sweep stay valid), and the driver's
+    ``IBSWEEP_*`` variables, also on a cluster whose nodes were started elsewhere."""
+    env = {**ibsweep_env(), **fail_fast_http_env()}
     if "RAY_CHDIR_TO_TRIAL_DIR" not in os.environ:
         env["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     return env

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ibsweep.analysis import run_schema as rs
-from ibsweep.sweep.cluster.ray_cluster import ray_token_on
+from ibsweep.sweep.cluster.ray_cluster import ibsweep_env, ray_token_on
 from ibsweep.sweep.config.grid import expand
 from ibsweep.sweep.config.spec import load_spec, sweep_file, uri_has_password
 from ibsweep.sweep.errors import UsageError
@@ -85,7 +85,10 @@ def submit_sweep(
         try:
             job_id = client.submit_job(
                 entrypoint=job_entrypoint(path.name, tracking_uri),
-                runtime_env={"working_dir": folder, "env_vars": {"PYTHONUNBUFFERED": "1"}},
+                runtime_env={
+                    "working_dir": folder,
+                    "env_vars": {**ibsweep_env(), "PYTHONUNBUFFERED": "1"},
+                },
                 metadata={rs.SWEEP: spec.name},
             )
         except RuntimeError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ibsweep.analysis import run_schema as rs
@@ -30,12 +31,22 @@ class Configuration:
         return f"{m.kind}-{m.activation}{extra}-{m.widths_label}-{self.dataset}"
 
 
+def trial_name(label: str, seeds: Sequence[int]) -> str:
+    """A trial's name from its configuration's label and its seeds (Tune's folder names it)."""
+    return f"{label}-s{'_'.join(map(str, seeds))}"
+
+
 @dataclass(frozen=True)
 class Trial:
     """One Ray Tune trial: a configuration and the seeds it trains together."""
 
     config: Configuration
     seeds: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """The trial's name: its configuration's label and seeds, e.g. '...-tishby-s0_1'."""
+        return trial_name(self.config.label, self.seeds)
 
     def run_name(self, seed: int) -> str:
         """The MLflow child run name of one seed, e.g. 'bnn-ste-10x7x5x4x3-tishby-s2'."""

@@ -110,8 +110,7 @@ def finish_execution(
 ) -> SweepResult:
     """Record the outcome in MLflow (failed runs, counts, the parent's status) and return it."""
     for trial in plan.trials if execution.run_ids else []:
-        label = f"{trial.config.label}-s{'_'.join(map(str, trial.seeds))}"
-        reason = outcome.errors.get(label)
+        reason = outcome.errors.get(trial.name)
         if reason is None:
             continue
         for seed in trial.seeds:

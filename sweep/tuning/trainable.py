@@ -22,6 +22,7 @@ from ibsweep.models.allocator import keep_freed_memory
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.models.datasets import Dataset, load_dataset
 from ibsweep.models.training import EpochRecord, Trainer
+from ibsweep.sweep.config.grid import trial_name
 from ibsweep.sweep.tracking.retry import DEFAULT_RETRY_S, call_with_retry
 from ibsweep.sweep.tracking.sink import MetricSink
 from ibsweep.sweep.tracking.spool import Spool
@@ -32,6 +33,7 @@ from ibsweep.sweep.tracking.store import (
     package_version,
 )
 from ibsweep.sweep.training.meter import LayerMeter
+from ibsweep.sweep.tuning.test_hold import TestHolds
 
 REPORT_S = 2.0
 
@@ -167,6 +169,7 @@ def train_trial(config: dict) -> None:
         sink.skip_through(run_id, steps)
     if "search" not in config:  # a searcher needs its metric in every result
         tune.report({"epoch": trainer.epoch, "done": False})
+    holds = TestHolds.from_env(trial_name(config["label"], config["seeds"]))
     last_report = last_ckpt = time.monotonic()
     record = None
     # (state, summary, ticket) of a checkpoint taken but not saved until MLflow holds its epochs
@@ -187,19 +190,24 @@ def train_trial(config: dict) -> None:
                     metrics = epoch_metrics(record, s, info[j] if info else None)
                     sink.add(run_ids[s], metrics, record.epoch)
             now = time.monotonic()
+            hold = holds.at(record.epoch)
             # A checkpoint never runs ahead of what MLflow holds: its state is copied now and
             # saved once the sink has stored every point up to this epoch, while training goes
             # on (and the sink retries if the store is failing).
-            if waiting is None and now - last_ckpt >= CHECKPOINT_S:
+            if waiting is None and (hold or now - last_ckpt >= CHECKPOINT_S):
                 state = copy.deepcopy(trainer.state_dict())
                 waiting = state, _summary(record, record.active, False), sink.request_flush()
                 last_ckpt = now
-            if waiting is not None and sink.stored(waiting[2]):
-                _report_checkpoint(waiting[1], waiting[0])
-                waiting, last_report = None, now
-            elif now - last_report >= REPORT_S:
-                tune.report(_summary(record, record.active, False))
-                last_report = now
+            while True:
+                if waiting is not None and sink.stored(waiting[2]):
+                    _report_checkpoint(waiting[1], waiting[0])
+                    waiting, last_report = None, now
+                elif now - last_report >= REPORT_S:
+                    tune.report(_summary(record, record.active, False))
+                    last_report = now
+                if hold is None or hold.done(checkpointed=waiting is None):
+                    break
+                now = time.monotonic()
         sink.close()
     except BaseException:
         sink.close()

@@ -11,7 +11,7 @@ from typing import TextIO
 from ray import tune
 
 from ibsweep.sweep.cluster.ray_cluster import init_ray
-from ibsweep.sweep.config.grid import Plan
+from ibsweep.sweep.config.grid import Plan, trial_name
 from ibsweep.sweep.execution.prepare import Execution
 from ibsweep.sweep.tuning.progress import SweepProgress
 from ibsweep.sweep.tuning.search import search_setup
@@ -132,8 +132,7 @@ def _tune_settings(search: bool) -> Iterator[None]:
 
 
 def _dirname_from_config(config: dict) -> str:
-    t = config["trial"]
-    return f"{t['label']}-s{'_'.join(map(str, t['seeds']))}"
+    return trial_name(config["trial"]["label"], config["trial"]["seeds"])
 
 
 def _first_line(error: BaseException) -> str:
