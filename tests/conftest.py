@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tests.services import ray_cluster
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
@@ -11,3 +13,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """One Ray head (2 CPUs, on 127.0.0.1, its own token) for the sweeps of every test that
+    does not need a Ray of its own: each ``ibsweep run`` then connects in a second instead of
+    starting Ray. The environment to run ibsweep with is ``shared_ray.driver_env``."""
+    with ray_cluster(workers=(), head_cpus=2) as ray:
+        yield ray

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -38,6 +39,33 @@ def ibsweep(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@dataclass
+class Holds:
+    """The trials' test hook (``IBSWEEP_TEST_HOLD``): trials wait at chosen epochs in ``folder``."""
+
+    folder: Path
+
+    def env(self, epochs=(), reached=(), labels=None) -> dict[str, str]:
+        """The driver's environment that asks for holds at these epochs."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        spec = {"dir": str(self.folder), "epochs": list(epochs), "reached": list(reached)}
+        if labels:
+            spec["labels"] = list(labels)
+        return {"IBSWEEP_TEST_HOLD": json.dumps(spec)}
+
+    def held(self, epoch: int) -> list[str]:
+        """The trials held at ``epoch`` now (their names)."""
+        return sorted(p.name.split("@")[0] for p in self.folder.glob(f"*@{epoch}.held"))
+
+    def wait(self, n: int, epoch: int, timeout: float, proc=None) -> bool:
+        """Wait until ``n`` trials are held at ``epoch`` (False if ``proc`` ends first)."""
+        return wait_for(lambda: len(self.held(epoch)) >= n, timeout, proc, every=0.2)
+
+    def release(self, epoch: int) -> None:
+        """Let every trial held at ``epoch`` go on."""
+        (self.folder / f"go@{epoch}").touch()
 
 
 def wait_for(predicate, timeout: float, proc=None, every: float = 0.5) -> bool:
@@ -137,6 +165,11 @@ class RayCluster:
         """The GCS address for ``ray.init`` / ``ibsweep run --address``."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def driver_env(self) -> dict[str, str]:
+        """The environment of an ibsweep process that runs its sweeps on this cluster."""
+        return {**self.env, "RAY_ADDRESS": self.address}
+
     def _start(self, args: list[str], name: str, timeout: float) -> subprocess.Popen:
         ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
                  "--runtime-env-agent-port", "--metrics-export-port"]  # fmt: skip
@@ -232,6 +265,8 @@ def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict |
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # a job's entrypoint (`ibsweep run ...`) finds this interpreter's ibsweep first
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     cluster_env.pop("RAY_ADDRESS", None)
     cluster = RayCluster(root, free_port(), f"http://127.0.0.1:{free_port()}", cluster_env)

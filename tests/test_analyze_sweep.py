@@ -9,7 +9,7 @@ from tests.services import ibsweep, sweep_runs, write_sweep
 pytestmark = pytest.mark.slow
 
 
-def test_run_analyzes_and_second_analysis_uses_the_cache(tmp_path):
+def test_run_analyzes_and_second_analysis_uses_the_cache(tmp_path, shared_ray):
     spec = {
         "name": "phases",
         "grid": {"kind": ["dnn", "bnn"], "activation": {"dnn": ["tanh"], "bnn": ["ste"]},
@@ -19,7 +19,7 @@ def test_run_analyzes_and_second_analysis_uses_the_cache(tmp_path):
         "seeds_per_trial": 3,
     }  # fmt: skip
     path = write_sweep(tmp_path, spec)
-    proc = ibsweep("run", str(path), cwd=tmp_path)
+    proc = ibsweep("run", str(path), cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "ibsweep-results" / "phases"
     assert "verdict (agreement)" in proc.stdout and "6 fetched" in proc.stdout

@@ -49,12 +49,13 @@ def _readme_example() -> str:
 
 
 @pytest.mark.slow
-def test_the_readme_example_runs_as_written_and_analysis_only_reads_mlflow(tmp_path):
+def test_the_readme_example_runs_as_written_and_analysis_only_reads_mlflow(tmp_path, shared_ray):
     script = tmp_path / "example.py"
     script.write_text(_readme_example())
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, str(script)],
+        cwd=tmp_path, env=shared_ray.driver_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "['dnn-tanh-10x7x5x4x3-tishby', 'bnn-ste-10x7x5x4x3-tishby']" in proc.stdout
     assert "4 of 4 runs finished" in proc.stdout

@@ -12,13 +12,13 @@ import pytest
 
 from ibsweep.sweep.tracking.spool import Spool
 from tests.services import (
+    Holds,
     MlflowServer,
     assert_histories_exact,
     kill_tree,
     mlflow_server,
     ray_cluster,
     sweep_runs,
-    wait_for,
     write_sweep,
 )
 
@@ -88,29 +88,20 @@ def _runs_with_metrics(uri: str, name: str) -> int:
 def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_path):
     shared = tmp_path / "shared"
     storage = shared / "tune"
-    spec = _spec("nodeloss", 3000, 10, storage=str(storage), max_failures=3)
+    spec = _spec("nodeloss", 60, 2, storage=str(storage), max_failures=3)
     path = write_sweep(tmp_path, spec)
+    holds = Holds(tmp_path / "holds")
     with (
         mlflow_server(tmp_path) as uri,
         ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray,
     ):
         args = ["run", str(path), "--address", ray.address, "--tracking-uri", uri, "--no-analyze"]
-        driver = _driver(args, tmp_path, ray.env)
-
-        def both_checkpointed_none_finished():
-            dirs = _trial_dirs(storage, "nodeloss")
-            saved = [d for d in dirs if any(d.glob("checkpoint_*"))]
-            if len(saved) < 2:
-                return False
-            _, _, children = sweep_runs(uri, "nodeloss")
-            return not any(r.info.status == "FINISHED" for r in children)
-
+        driver = _driver(args, tmp_path, {**ray.env, **holds.env(epochs=[20])})
         try:
-            assert wait_for(both_checkpointed_none_finished, 600, driver, every=1), (
-                "never saw both trials checkpointed and running: "
-                + (tmp_path / "driver.log").read_text()[-3000:]
-            )
+            # both trials checkpointed at epoch 20 and waiting, one on each node
+            assert holds.wait(2, 20, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
             ray.kill_node(ray.nodes[1])  # the worker node: its raylet and its trial, at once
+            holds.release(20)
             driver.wait(900)
         finally:
             _stop(driver)
@@ -120,41 +111,35 @@ def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_pa
         assert parents[0].info.status == "FINISHED" and len(children) == 2
         for run in children:
             assert run.info.status == "FINISHED"
-            assert_histories_exact(client, run, list(range(0, 3001, 10)), N_LAYERS)
+            assert_histories_exact(client, run, list(range(0, 61, 2)), N_LAYERS)
     # The lost trial started again from its checkpoint: after a restore its first report is at
-    # the checkpoint's epoch (> 0), not at epoch 0.
+    # the checkpoint's epoch (20), not at epoch 0.
     restored = [
         r
         for d in _trial_dirs(storage, "nodeloss")
         for r in _results(d)
         if r.get("iterations_since_restore") == 1 and r.get("epoch", 0) > 0
     ]
-    assert restored, "no trial resumed from a checkpoint"
+    assert restored and {r["epoch"] for r in restored} == {20}, "no trial resumed from epoch 20"
 
 
-def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_path):
-    spec = _spec("outage", 1500, 5, tracking={"retry_s": 600})
+def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_path, shared_ray):
+    spec = _spec("outage", 400, 5, tracking={"retry_s": 600})
     path = write_sweep(tmp_path, spec)
     storage = tmp_path / ".ibsweep" / "tune"
+    holds = Holds(tmp_path / "holds")
     server = MlflowServer(tmp_path)
     uri = server.start()
-    driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path)
-
-    def epochs() -> dict[str, int]:
-        dirs = _trial_dirs(storage, "outage")
-        return {d.name: max((r.get("epoch", 0) for r in _results(d)), default=0) for d in dirs}
-
+    env = {**shared_ray.driver_env, **holds.env(epochs=[10], reached=[300])}
+    driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
     try:
-        assert wait_for(lambda: _runs_with_metrics(uri, "outage") == 2, 300, driver)
-        before = epochs()
+        assert holds.wait(2, 10, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
         down_ms = int(time.time() * 1000)
         server.stop()
-        # Both trials report 100 more epochs to Tune while MLflow is gone: training goes on.
-        assert wait_for(
-            lambda: len(now := epochs()) == 2 and all(now[k] >= before[k] + 100 for k in before),
-            300,
-            driver,
-        ), (tmp_path / "driver.log").read_text()[-3000:]
+        holds.release(10)
+        # Both trials train on to epoch 300 while MLflow is gone: training goes on.
+        assert holds.wait(2, 300, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
+        holds.release(300)
         up_ms = int(time.time() * 1000)
         server.start()
         driver.wait(600)
@@ -163,25 +148,28 @@ def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_
         assert parents[0].info.status == "FINISHED" and len(children) == 2
         for run in children:
             assert run.info.status == "FINISHED"
-            assert_histories_exact(client, run, list(range(0, 1501, 5)), N_LAYERS)
-            stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "loss")]
-            assert any(down_ms < t < up_ms for t in stamps), "no point of the outage arrived"
+            assert_histories_exact(client, run, list(range(0, 401, 5)), N_LAYERS)
+            history = client.get_metric_history(run.info.run_id, "loss")
+            during = {m.step for m in history if down_ms < m.timestamp < up_ms}
+            assert set(range(15, 301, 5)) <= during, "points of the outage were lost"
     finally:
         _stop(driver)
         server.stop()
     assert not list((storage / "spool").rglob("*.jsonl"))  # nothing had to be spooled
 
 
-def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_path):
-    spec = _spec("gone", 2000, 5, activations=("tanh",), tracking={"retry_s": 5}, max_failures=1)
+def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_path, shared_ray):
+    spec = _spec("gone", 200, 5, activations=("tanh",), tracking={"retry_s": 5}, max_failures=1)
     path = write_sweep(tmp_path, spec)
+    holds = Holds(tmp_path / "holds")
     server = MlflowServer(tmp_path)
     uri = server.start()
     args = ["run", str(path), "--tracking-uri", uri, "--no-analyze"]
-    driver = _driver(args, tmp_path)
+    driver = _driver(args, tmp_path, {**shared_ray.driver_env, **holds.env(epochs=[10])})
     try:
-        assert wait_for(lambda: _runs_with_metrics(uri, "gone") == 1, 300, driver)
+        assert holds.wait(1, 10, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
         server.stop()
+        holds.release(10)
         driver.wait(600)
     finally:
         _stop(driver)
@@ -202,30 +190,39 @@ def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_
         client, parents, children = sweep_runs(uri, "gone")
         assert children[0].info.status == "RUNNING"  # not marked finished with points missing
         assert parents[0].info.status == "RUNNING"
-        code, log = _run(args, tmp_path)
+        code, log = _run(args, tmp_path, shared_ray.driver_env)
         assert code == 0, log[-3000:]
         assert "resuming sweep 'gone'" in log
         assert f"delivered {held} spooled points of 1 runs" in log
         client, parents, children = sweep_runs(uri, "gone")
         assert parents[0].info.status == "FINISHED"
         assert children[0].info.status == "FINISHED"
-        assert_histories_exact(client, children[0], list(range(0, 2001, 5)), N_LAYERS)
+        assert_histories_exact(client, children[0], list(range(0, 201, 5)), N_LAYERS)
         assert Spool(str(spool_dirs[0])).count() == (0, 0)
     finally:
         server.stop()
 
 
-def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path):
-    epochs = 400
+def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_ray):
+    epochs = 100
     spec = _spec(
         "load", epochs, 1, activations=("tanh", "relu", "sigmoid", "hardtanh"),
         resources={"cpu": 0.25},  # 8 trials at once on local Ray's 2 CPUs
     )  # fmt: skip
     spec["grid"]["seeds"] = 2
     path = write_sweep(tmp_path, spec)
+    holds = Holds(tmp_path / "holds")
+    env = {**shared_ray.driver_env, **holds.env(reached=[50])}
     with mlflow_server(tmp_path, workers=4) as uri:
-        code, log = _run(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path)
-        assert code == 0, log[-3000:]
+        driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
+        try:
+            # all 8 trials mid-way at once: they log to the server concurrently
+            assert holds.wait(8, 50, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
+            holds.release(50)
+            driver.wait(600)
+        finally:
+            _stop(driver)
+        assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
         client, _, children = sweep_runs(uri, "load")
         assert len(children) == 8
         expected = (epochs + 1) * (3 + 2 * N_LAYERS) + epochs * N_LAYERS  # grad_snr from epoch 1

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_shortened_paper_sweep_end_to_end(tmp_path):
+def test_shortened_paper_sweep_end_to_end(tmp_path, shared_ray):
     spec = yaml.safe_load((EXAMPLES / "paper.yaml").read_text())
     assert spec["grid"]["seeds"] >= 10 and spec["train"]["epochs"] >= 1500
     spec["grid"]["seeds"] = 2
@@ -20,7 +20,7 @@ def test_shortened_paper_sweep_end_to_end(tmp_path):
     spec["train"]["epochs"] = 150
     spec["mi"] = {"log_points": 60}
     path = write_sweep(tmp_path, spec, "paper-short.yaml")
-    proc = ibsweep("run", str(path), cwd=tmp_path)
+    proc = ibsweep("run", str(path), cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "paper")
     assert len(children) == 5 * 2 and all(r.info.status == "FINISHED" for r in children)

@@ -1,5 +1,6 @@
 """Sweeps end to end on a real local Ray and real MLflow stores (SQLite and a server)."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from ibsweep.sweep.tuning.trainable import CHECKPOINT_PREFIX
 from tests.services import (
+    Holds,
     assert_histories_exact,
     ibsweep,
     kill_tree,
@@ -99,35 +101,38 @@ def _wait_for(predicate, timeout, proc):
 
 
 def test_resume_after_sigkill_is_exactly_once(tmp_path):
+    """Local Ray: the driver killed while one run has finished and the other is mid-way."""
     spec = {
         **SMALL,
         "name": "resume",
         "grid": {**SMALL["grid"], "kind": ["dnn"], "activation": {"dnn": ["tanh", "relu"]}},
-        "train": {**SMALL["train"], "epochs": 500},
+        "train": {**SMALL["train"], "epochs": 60},
         "mi": {"every": 1},
+        "seeds_per_trial": 2,  # two trials, one per core: tanh runs to the end, relu holds
     }
     path = write_sweep(tmp_path, spec)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    holds = Holds(tmp_path / "holds")
     driver = subprocess.Popen(
         [sys.executable, "-m", "ibsweep.sweep.cli", "run", str(path), "--no-analyze"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **holds.env(epochs=[30], labels=["dnn-relu"])},
     )
     family = []
 
-    def some_done_some_running():
+    def one_finished_one_held():
         family[:] = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(True)]
         try:
             _, _, children = sweep_runs(uri, "resume")
         except Exception:
             return False
-        statuses = [r.info.status for r in children]
-        started = [r for r in children if r.info.status == "RUNNING" and r.data.metrics]
-        return statuses.count("FINISHED") >= 1 and started
+        finished = [r for r in children if r.info.status == "FINISHED"]
+        return len(finished) == 2 and holds.held(30) == ["dnn-relu-10x7x5x4x3-tishby-s0_1"]
 
     try:
-        assert _wait_for(some_done_some_running, 300, driver), "sweep never seen mid-way"
+        assert _wait_for(one_finished_one_held, 300, driver), "sweep never seen mid-way"
         _, _, before = sweep_runs(uri, "resume")
         finished_before = {
             r.info.run_id: r.info.end_time for r in before if r.info.status == "FINISHED"
@@ -147,12 +152,12 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path):
     assert sorted(r.info.run_name for r in children) == sorted({r.info.run_name for r in children})
     for run in children:
         assert run.info.status == "FINISHED"
-        assert_histories_exact(client, run, list(range(501)), 6)
+        assert_histories_exact(client, run, list(range(61)), 6)
         if run.info.run_id in finished_before:  # not rerun
             assert run.info.end_time == finished_before[run.info.run_id]
 
 
-def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path):
+def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path, shared_ray):
     spec = {
         "name": "served",
         "grid": {"kind": ["dnn"], "activation": {"dnn": ["tanh", "linear"]}, "seeds": 1,
@@ -162,7 +167,10 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path):
     }  # fmt: skip
     path = write_sweep(tmp_path, spec)
     with mlflow_server(tmp_path) as uri:
-        proc = ibsweep("run", str(path), "--tracking-uri", uri, "--no-analyze", cwd=tmp_path)
+        proc = ibsweep(
+            "run", str(path), "--tracking-uri", uri, "--no-analyze",
+            cwd=tmp_path, env=shared_ray.driver_env,
+        )  # fmt: skip
         client, parents, children = sweep_runs(uri, "served")
         by_name = {r.info.run_name: r for r in children}
         assert proc.returncode == 1, proc.stderr[-3000:]
@@ -186,7 +194,7 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path):
         assert len(rows) == 4 * 4 and rows["i_xt"].notna().all()
 
 
-def test_optuna_search_of_a_few_samples(tmp_path):
+def test_optuna_search_of_a_few_samples(tmp_path, shared_ray):
     spec = {
         "name": "tuned",
         "grid": {"kind": ["dnn"], "activation": {"dnn": ["tanh"]}, "seeds": [4]},
@@ -205,7 +213,7 @@ def test_optuna_search_of_a_few_samples(tmp_path):
         },
     }
     path = write_sweep(tmp_path, spec)
-    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best: train.lr=" in proc.stdout
     client, _parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "tuned")

@@ -87,7 +87,12 @@ def submit_sweep(
                 entrypoint=job_entrypoint(path.name, tracking_uri),
                 runtime_env={
                     "working_dir": folder,
-                    "env_vars": {**ibsweep_env(), "PYTHONUNBUFFERED": "1"},
+                    "env_vars": {
+                        **ibsweep_env(),
+                        "PYTHONUNBUFFERED": "1",
+                        # the driver adds the trials' variables to the job's own (init_ray)
+                        "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
+                    },
                 },
                 metadata={rs.SWEEP: spec.name},
             )

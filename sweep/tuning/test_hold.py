@@ -5,9 +5,11 @@ every ``IBSWEEP_*`` variable does) to JSON: ``{"dir": FOLDER, "epochs": [E, ...]
 optional ``"labels": [TEXT, ...]`` that limits the hold to trials whose label contains one of
 them. A trial that reaches epoch E takes a checkpoint there and, once the checkpoint is saved
 (so MLflow holds every point up to E and Tune holds the state), creates
-``FOLDER/<trial>@E.held`` and waits until ``FOLDER/go@E`` exists. A trial restored past E
-does not hold again. Tests kill a driver or a node, or stop the tracking server, while trials
-are held, instead of training long to be sure to catch them mid-way.
+``FOLDER/<trial>@E.held`` and waits until ``FOLDER/go@E`` exists. Epochs listed under
+``"reached"`` instead hold as soon as they are reached, saved or not (while the tracking store
+is down, say). A trial restored past E does not hold again. Tests kill a driver or a node, or
+stop the tracking server, while trials are held, instead of training long to catch them
+mid-way.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ class Hold:
     folder: Path
     trial: str
     epoch: int
+    saved: bool = True  # whether the hold waits for the epoch's checkpoint to be saved
 
     def done(self, checkpointed: bool) -> bool:
-        """Whether the trial may go on; marks it held once its checkpoint is saved."""
-        if checkpointed:
+        """Whether the trial may go on; marks it held (once its checkpoint is saved)."""
+        if checkpointed or not self.saved:
             marker = self.folder / f"{self.trial}@{self.epoch}.held"
             if not marker.exists():
                 marker.touch()
@@ -48,6 +51,7 @@ class TestHolds:
 
     folder: Path | None = None
     epochs: frozenset[int] = frozenset()
+    reached: frozenset[int] = frozenset()
     trial: str = ""
 
     @classmethod
@@ -60,10 +64,15 @@ class TestHolds:
         labels = spec.get("labels")
         if labels and not any(text in trial for text in labels):
             return cls()
-        return cls(Path(spec["dir"]), frozenset(int(e) for e in spec["epochs"]), trial)
+        return cls(
+            Path(spec["dir"]),
+            frozenset(int(e) for e in spec.get("epochs", ())),
+            frozenset(int(e) for e in spec.get("reached", ())),
+            trial,
+        )
 
     def at(self, epoch: int) -> Hold | None:
         """The hold at ``epoch``, if one is asked for."""
-        if self.folder is None or epoch not in self.epochs:
+        if self.folder is None or epoch not in self.epochs | self.reached:
             return None
-        return Hold(self.folder, self.trial, epoch)
+        return Hold(self.folder, self.trial, epoch, saved=epoch in self.epochs)

@@ -194,7 +194,7 @@ def train_trial(config: dict) -> None:
             # A checkpoint never runs ahead of what MLflow holds: its state is copied now and
             # saved once the sink has stored every point up to this epoch, while training goes
             # on (and the sink retries if the store is failing).
-            if waiting is None and (hold or now - last_ckpt >= CHECKPOINT_S):
+            if waiting is None and ((hold and hold.saved) or now - last_ckpt >= CHECKPOINT_S):
                 state = copy.deepcopy(trainer.state_dict())
                 waiting = state, _summary(record, record.active, False), sink.request_flush()
                 last_ckpt = now
