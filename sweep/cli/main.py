@@ -157,9 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return analyze_command(args.name, args.tracking_uri, args.out, args.log_to_mlflow)
         if args.command == "submit":
-            from ibsweep.sweep.cluster.submit import submit_sweep
+            from ibsweep.sweep.cli.submit_command import submit_command
 
-            return submit_sweep(args.file, args.address, args.tracking_uri, not args.no_wait)
+            return submit_command(args.file, args.address, args.tracking_uri, not args.no_wait)
         if args.command == "ui":
             return _ui(args.tracking_uri, args.port)
     except UsageError as err:
@@ -227,8 +227,9 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
 
 def _train(args: argparse.Namespace) -> int:
     from ibsweep.sweep.cli.data_command import load_or_usage_error
+    from ibsweep.sweep.cli.progress_line import ProgressLine
     from ibsweep.sweep.training.meter import LayerMeter, parse_estimator_spec
-    from ibsweep.sweep.training.single_run import ProgressLine, train_single
+    from ibsweep.sweep.training.single_run import train_single
     from ibsweep.sweep.training.tables import write_table
 
     model, train = _configs(args)

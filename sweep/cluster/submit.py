@@ -6,9 +6,10 @@ import asyncio
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ibsweep.analysis import run_schema as rs
@@ -58,15 +59,22 @@ def _first(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def submit_sweep(
-    file: str, address: str | None, tracking_uri: str | None, wait: bool = True
-) -> int:
-    """Submit ``ibsweep run FILE`` as a Ray job; with ``wait``, follow its logs to the end.
+@dataclass(frozen=True)
+class SubmittedJob:
+    """A sweep sent to a cluster: the Ray job's id, the job API it went to, the sweep's name."""
+
+    job_id: str
+    api: str
+    sweep: str
+    token: bool  # whether Ray's token authentication was on
+
+
+def submit_sweep(file: str | Path, address: str | None, tracking_uri: str | None) -> SubmittedJob:
+    """Submit ``ibsweep run FILE`` as a Ray job (``follow_job`` follows it).
 
     The sweep file is checked here first (every mistake is one line, nothing is sent); the job
-    gets a working folder holding only that file. Returns the job's exit code (0 when not
-    waiting). Ray token authentication: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or
-    RAY_AUTH_TOKEN_PATH, or (mode unset) a token at hand, as for ``ibsweep run --address``.
+    gets a working folder holding only that file. Ray token authentication: RAY_AUTH_MODE=token
+    with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH.
     """
     path = sweep_file(file)
     spec = load_spec(path)
@@ -78,7 +86,6 @@ def submit_sweep(
             "(MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD), never from the command line"
         )
     api = _job_api(address)
-    token = ray_token_on()
     client = _client(api)
     with tempfile.TemporaryDirectory(prefix="ibsweep-job-") as folder:
         shutil.copyfile(path, Path(folder) / path.name)
@@ -98,38 +105,30 @@ def submit_sweep(
             )
         except RuntimeError as err:
             raise UsageError(f"the Ray job API at {api} refused the job: {_first(err)}") from None
-    ray_cli = f"{'RAY_AUTH_MODE=token ' if token else ''}ray job"
-    print(f"submitted sweep '{spec.name}' as Ray job {job_id} to {api}")
-    print(f"  follow:  {ray_cli} logs {job_id} --address {api} --follow")
-    print(f"  status:  {ray_cli} status {job_id} --address {api}")
-    print(f"  stop:    {ray_cli} stop {job_id} --address {api}")
-    print(f"  results: ibsweep analyze {spec.name} --tracking-uri <the cluster's MLflow server>")
-    sys.stdout.flush()
-    if not wait:
-        return 0
-    return follow_job(client, job_id)
+    return SubmittedJob(job_id, api, spec.name, ray_token_on())
 
 
-def follow_job(client, job_id: str) -> int:
-    """Print a job's logs as they come until it ends; returns its exit code."""
+def follow_job(job: SubmittedJob, write: Callable[[str], object]) -> tuple[int, str]:
+    """Hand a job's logs to ``write`` as they come until it ends; its exit code and final state.
+
+    A broken log stream ends the following, not the waiting: the job's status still tells.
+    """
     from ray.job_submission import JobStatus
 
-    async def tail() -> None:
-        async for chunk in client.tail_job_logs(job_id):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+    client = _client(job.api)
 
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job.job_id):
+            write(chunk)
+
+    closed = ""
     try:
-        try:
-            asyncio.run(tail())
-        except RuntimeError as err:  # the log stream broke; the job's status still tells
-            print(f"log stream closed: {_first(err)}", file=sys.stderr)
-        while not (info := client.get_job_info(job_id)).status.is_terminal():
-            time.sleep(1)
-    except KeyboardInterrupt:
-        print(f"\nstopped following; job {job_id} goes on", file=sys.stderr)
-        return 130
-    print(f"job {job_id}: {info.status.value} ({info.message})", file=sys.stderr)
+        asyncio.run(tail())
+    except RuntimeError as err:
+        closed = f"log stream closed: {_first(err)}; "
+    while not (info := client.get_job_info(job.job_id)).status.is_terminal():
+        time.sleep(1)
+    state = f"{closed}job {job.job_id}: {info.status.value} ({info.message})"
     if info.driver_exit_code is not None:
-        return int(info.driver_exit_code)
-    return 0 if info.status == JobStatus.SUCCEEDED else 1
+        return int(info.driver_exit_code), state
+    return (0 if info.status == JobStatus.SUCCEEDED else 1), state
