@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,8 @@ def analyze_sweep(
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise UsageError(f"no MLflow store at {uri}; give --tracking-uri (sweeps write one)")
     out_dir = Path(out) if out else Path("ibsweep-results") / name
+    # the sweep file is read from the parent run: no progress bar for one small file
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         result = run_analysis(uri, name, out_dir, overrides, log_to_mlflow)
     except (FetchError, AnalysisSettingsError) as err:
