@@ -90,6 +90,9 @@ def paired_shift_test(
     if n == 0:
         return ShiftTest(math.nan, math.nan, math.nan, math.nan, "no pairs")
     low, high = hodges_lehmann_interval(d, level)
+    method = "paired sign-flip, exact"
+    if n == 1:  # two flips, d and -d: only d itself is as large, unless d <= 0
+        return ShiftTest(float(d[0]), low, high, 0.5 if d[0] > 0 else 1.0, method)
     exact = n <= exact_max
     res = sps.permutation_test(
         (d,),
@@ -101,7 +104,8 @@ def paired_shift_test(
         batch=_BATCH,
         rng=np.random.default_rng(rng),
     )
-    method = "paired sign-flip, exact" if exact else f"paired sign-flip, {draws} random flips"
+    if not exact:
+        method = f"paired sign-flip, {draws} random flips"
     return ShiftTest(float(hodges_lehmann(d)), low, high, float(res.pvalue), method)
 
 
@@ -132,8 +136,8 @@ def unpaired_shift_test(
     """Two-sample Hodges-Lehmann shift of x over y, a bootstrap interval, and the one-sided
     permutation p-value of the difference of means (H1: x is shifted above y)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size == 0 or y.size == 0:
-        return ShiftTest(math.nan, math.nan, math.nan, math.nan, "no runs")
+    if x.size < 2 or y.size < 2:
+        return ShiftTest(math.nan, math.nan, math.nan, math.nan, "none: fewer than 2 runs a side")
     rng = np.random.default_rng(rng)
     effect = float(two_sample_shift(x, y))
     bx = x[rng.integers(0, x.size, size=(boot, x.size))]

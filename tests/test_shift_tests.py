@@ -89,6 +89,8 @@ def test_paired_test_is_exact_for_small_n_and_has_power_on_a_planted_shift():
     all_positive = paired_shift_test(np.arange(1.0, 11.0))
     assert all_positive.p_value == pytest.approx(2**-10)  # only the identity is as large
     assert paired_shift_test(np.arange(1.0, 6.0)).p_value < ALPHA  # 2^-5: reachable at n = 5
+    assert paired_shift_test(np.array([0.4])).p_value == 0.5  # one pair: two flips
+    assert paired_shift_test(np.array([-0.4])).p_value == 1.0
     reps = 400
     strong = np.mean([paired_shift_test(rng.normal(1.5, 1, 10)).p_value < ALPHA
                       for _ in range(reps)])  # fmt: skip
@@ -125,4 +127,5 @@ def test_unpaired_test_false_positive_rate_and_power():
     shifted = unpaired_shift_test(rng.normal(2, 1, 8), rng.normal(0, 1, 8), rng=rng)
     assert shifted.p_value < 0.01 and shifted.ci_low > 0 and "unpaired" in shifted.method
     assert shifted.ci_low <= shifted.effect <= shifted.ci_high
+    assert math.isnan(unpaired_shift_test(np.array([1.0]), np.array([0.0, 0.1])).p_value)
     assert seeds_for_power(rng.normal(1, 1, 50), rng.normal(0, 1, 50)) == pytest.approx(13, abs=5)

@@ -36,12 +36,13 @@ def _print_table(df: pd.DataFrame) -> None:
 
 
 def print_claims(result: SweepAnalysis) -> None:
-    """The claim tests: one line per pair, layer, estimator and statistic."""
-    c = result.claims
+    """The claim tests: one line per tested pair, layer, estimator and statistic."""
     print("Claims (one-sided, paired by seed; effect in bits, positive: as the claim says)")
-    if c.empty:
+    if result.claims.empty:
         print("  none: no dnn and bnn configurations differ only in the model kind")
         return
+    tested = result.claims["supported"] != "not tested"
+    c = result.claims[tested]
     settings = [col for col in result.display_cols if col in c.columns]
     view = pd.DataFrame(
         {
@@ -58,7 +59,13 @@ def print_claims(result: SweepAnalysis) -> None:
             "supported": c["supported"],
         }
     )
-    _print_table(view)
+    if len(c):
+        _print_table(view)
+    if (~tested).any():
+        print(
+            f"  {(~tested).sum()} of {len(tested)} not tested (undertrained, unreliable or no "
+            "common data): see claims.csv, columns note and excluded"
+        )
 
 
 def print_verdicts(result: SweepAnalysis) -> None:
