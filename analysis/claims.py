@@ -77,7 +77,7 @@ def claim_tests(
     columns = ["dnn_model", "bnn_model", *settings, *RESULT_COLUMNS]
     if KIND not in config_cols or phases.empty:
         return pd.DataFrame(columns=columns)
-    phases = with_estimator(phases).assign(_model=lambda df: model_label(df))
+    phases = with_estimator(phases).assign(_model=model_label)
     groups = {_key(k): g for k, g in phases.groupby(list(config_cols), dropna=False, sort=True)}
     keys = [*config_cols, "estimator", "layer"]
     lookup = {_key(tuple(r[c] for c in keys)): r for r in verdicts.to_dict("records")}

@@ -346,7 +346,7 @@ def _grid(
     gaps: tuple[float, float] = (0.0, 0.0),
     top: float = _TOP,
     colorbar: bool = False,
-    **share: bool,
+    **share: bool | str,
 ) -> np.ndarray:
     """An nrows x ncols grid of axes with fixed margins and gaps (width, height) in inches."""
     width, height = fig.get_size_inches()

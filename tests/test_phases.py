@@ -376,3 +376,33 @@ def test_run_phases_computes_each_trajectory_as_layer_phases_does():
         row = out.loc[frame["run_id"].iloc[0]]
         for name in PHASE_STATS:
             assert row[name] == pytest.approx(getattr(one, name), rel=1e-9, nan_ok=True), name
+
+
+def test_run_phases_keeps_estimators_apart():
+    """A panel measures each layer with several estimators: one trajectory per estimator,
+    never pooled, each computed as layer_phases computes it alone."""
+    rng = np.random.default_rng(12)
+    epochs = np.r_[0.0, EPOCHS]
+    u = np.log10(np.maximum(epochs, 1))
+    curves = {
+        "bin30": soft_hinge(u, 6.0, 2.0, 1.0, -1.2),  # rises, then falls
+        "sign": soft_hinge(u, 4.0, 2.0, 0.0, -1.0),  # flat, then falls
+    }
+    frames = [
+        pd.DataFrame(
+            {"epoch": epochs, "i_xt": ixt + rng.normal(0, 0.05, u.size),
+             "i_ty": rise(u, 0.1, 0.8, 1.5, 0.25), "grad_snr": np.nan, "estimator": name,
+             "n_states": 100.0, "i_ty_perm": 0.01, "layer_ceiling": 10.0}
+        )
+        for name, ixt in curves.items()
+    ]  # fmt: skip
+    df = pd.concat(frames).assign(run_id="r", layer=1, seed=0, n_layers=2, ceiling=12.0, cfg="x")
+    out = run_phases(df, ["cfg"]).set_index("estimator")
+    assert sorted(out.index) == ["bin30", "sign"]
+    for frame in frames:
+        one = layer_phases(frame["epoch"], frame["i_xt"], frame["i_ty"])
+        row = out.loc[frame["estimator"].iloc[0]]
+        for name in PHASE_STATS:
+            assert row[name] == pytest.approx(getattr(one, name), rel=1e-9, nan_ok=True), name
+    assert out.loc["bin30", "expansion"] > 0.5 > out.loc["sign", "expansion"]
+    assert (out["layer_ceiling"] == 10.0).all() and (out["unreliable_reason"] == "").all()
