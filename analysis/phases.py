@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ibsweep.analysis.reliability import COLUMNS as RELIABILITY_COLUMNS
-from ibsweep.analysis.reliability import KEYS, reliability, with_optional_columns
+from ibsweep.analysis.reliability import KEYS, owners, reliability, with_optional_columns
 from ibsweep.analysis.settings import PhaseConfig
 from ibsweep.analysis.smoothing import LogEpochSmoother
 
@@ -161,10 +161,7 @@ def run_phases(
     ]  # fmt: skip
     if series_df.empty:
         return pd.DataFrame(columns=columns)
-    owner = pd.MultiIndex.from_arrays(
-        [series_df["run_id"].astype(str), series_df["estimator"].astype(str)]
-    )
-    codes, owners = owner.factorize(sort=True)
+    codes, run_of, est_of = owners(series_df)
     _, first = np.unique(codes, return_index=True)  # each (run, estimator)'s first row
     layer = series_df["layer"].to_numpy(dtype=np.int64)
     epoch = series_df["epoch"].to_numpy(dtype=float)
@@ -199,9 +196,9 @@ def run_phases(
             )
         except SeriesTableError as err:
             # One short or broken run must not stop the analysis of a sweep.
-            run_id, estimator = owners[traj_run[t]]
             warnings.warn(
-                f"run {run_id} estimator {estimator} layer {traj_layer[t]}: {err}; "
+                f"run {run_of[traj_run[t]]} estimator {est_of[traj_run[t]]} layer "
+                f"{traj_layer[t]}: {err}; "
                 "its statistics are NaN",
                 stacklevel=2,
             )
@@ -225,23 +222,23 @@ def run_phases(
             for name, value in batch.items():
                 stats[name][members] = value
 
-    out = {"run_id": np.asarray(owners.get_level_values(0), dtype=object)[traj_run]}
+    out = {"run_id": run_of[traj_run]}
     for col in id_cols[1:]:
         column = series_df[col].iloc[first]
         if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object:
             column = column.astype(object)
         out[col] = column.to_numpy()[traj_run]
-    out["estimator"] = np.asarray(owners.get_level_values(1), dtype=object)[traj_run]
+    out["estimator"] = est_of[traj_run]
     out["layer"] = traj_layer
     out.update(stats)
     table = pd.DataFrame(out)
-    rel = reliability(series_df, config).astype({"run_id": object, "estimator": object})
-    rel["run_id"] = rel["run_id"].astype(str)
-    rel["estimator"] = rel["estimator"].astype(str)
-    table = table.merge(rel, on=list(KEYS), how="left", validate="one_to_one")
+    # both list trajectories in the same order: by (run, estimator) code, then layer
+    rel = reliability(series_df, config)
+    for col in RELIABILITY_COLUMNS[len(KEYS) :]:
+        table[col] = rel[col].to_numpy()
     raw_epoch = series_df["epoch"].to_numpy(dtype=float)
     for name, source in zip(ACCURACY_COLUMNS, ("train_acc", "test_acc"), strict=True):
-        final = _final(codes, raw_epoch, series_df[source].to_numpy(dtype=float), len(owners))
+        final = _final(codes, raw_epoch, series_df[source].to_numpy(dtype=float), len(run_of))
         table[name] = final[traj_run]
     return table[columns]
 

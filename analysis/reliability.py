@@ -74,6 +74,18 @@ def reasons(shares: pd.DataFrame, config: PhaseConfig) -> list[str]:
     ]
 
 
+def owners(series_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the code of its (run, estimator) pair, sorted by run id then estimator; and per
+    code the run id and the estimator (text)."""
+    run_codes, run_ids = pd.factorize(series_df["run_id"], sort=True)
+    est_codes, estimators = pd.factorize(series_df["estimator"], sort=True)
+    pair = run_codes.astype(np.int64) * max(len(estimators), 1) + est_codes
+    present, codes = np.unique(pair, return_inverse=True)
+    run_of = np.asarray(run_ids.astype(str), dtype=object)[present // max(len(estimators), 1)]
+    est_of = np.asarray(estimators.astype(str), dtype=object)[present % max(len(estimators), 1)]
+    return codes.astype(np.int64), run_of, est_of
+
+
 def reliability(series_df: pd.DataFrame, config: PhaseConfig | None = None) -> pd.DataFrame:
     """One row per (run, estimator, layer): the share of training each rule holds, the layer's
     ceiling and the reason it is unreliable ('' if it is not). Shares are NaN without data."""
@@ -81,15 +93,20 @@ def reliability(series_df: pd.DataFrame, config: PhaseConfig | None = None) -> p
     df = with_optional_columns(series_df)
     if df.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    df = df.sort_values([*KEYS, "epoch"], kind="stable")
-    group = df.groupby(list(KEYS), sort=False, observed=True).ngroup().to_numpy()
-    u = np.log10(df["epoch"].to_numpy(dtype=float) + 1.0)
-    weight = _cell_widths(u, group)
-    ceiling = df["ceiling"].to_numpy(dtype=float)
-    i_xt = df["i_xt"].to_numpy(dtype=float)
-    i_ty = df["i_ty"].to_numpy(dtype=float)
-    perm = df["i_ty_perm"].to_numpy(dtype=float)
-    states = df["n_states"].to_numpy(dtype=float)
+    owner, run_of, est_of = owners(df)
+    layer = df["layer"].to_numpy(dtype=np.int64)
+    epoch = df["epoch"].to_numpy(dtype=float)
+    order = np.lexsort((epoch, layer, owner))
+    owner, layer, epoch = owner[order], layer[order], epoch[order]
+    new = np.r_[True, (owner[1:] != owner[:-1]) | (layer[1:] != layer[:-1])]
+    group = np.cumsum(new) - 1
+    weight = _cell_widths(np.log10(epoch + 1.0), group)
+
+    def column(name: str) -> np.ndarray:
+        return df[name].to_numpy(dtype=float)[order]
+
+    ceiling, i_xt, i_ty = column("ceiling"), column("i_xt"), column("i_ty")
+    perm, states = column("i_ty_perm"), column("n_states")
     with np.errstate(invalid="ignore", over="ignore"):
         n_samples = np.exp2(ceiling)
         rules = {
@@ -100,8 +117,11 @@ def reliability(series_df: pd.DataFrame, config: PhaseConfig | None = None) -> p
                 perm + i_ty,
             ),
         }
-    n = group.max() + 1
-    out = df.groupby(list(KEYS), sort=False, observed=True).size().reset_index()[list(KEYS)]
+    n = int(group[-1]) + 1
+    heads = np.flatnonzero(new)
+    out = pd.DataFrame(
+        {"run_id": run_of[owner[heads]], "estimator": est_of[owner[heads]], "layer": layer[heads]}
+    )
     for name, (hit, inputs) in rules.items():
         known = np.isfinite(inputs) & np.isfinite(weight)
         total = np.bincount(group, np.where(known, weight, 0.0), n)
@@ -109,7 +129,7 @@ def reliability(series_df: pd.DataFrame, config: PhaseConfig | None = None) -> p
         with np.errstate(invalid="ignore", divide="ignore"):
             out[name] = np.where(total > 0, held / total, np.nan)
     top = np.full(n, -np.inf)
-    np.fmax.at(top, group, df["layer_ceiling"].to_numpy(dtype=float))
+    np.fmax.at(top, group, column("layer_ceiling"))
     out["layer_ceiling"] = np.where(np.isfinite(top), top, np.nan)
     out["unreliable_reason"] = reasons(out, config)
     return out[list(COLUMNS)]

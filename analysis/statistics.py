@@ -5,7 +5,8 @@ never from seed-averaged curves, which blur boundaries (science.md). Seeds where
 is undefined (NaN) are left out of its summary; `<stat>_n` says how many seeds it rests on.
 A configuration (every config column, per estimator and layer) whose median final train
 accuracy lies below `undertrained_floor` gets the verdict `undertrained`: phases are not read
-into a network that has not learnt its task; `phase_verdict` keeps what its seeds say.
+into a network that has not learnt its task; `phase_verdict` keeps what its seeds say. A
+configuration without a measured train accuracy is not marked.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ibsweep.analysis import run_schema as rs
@@ -161,21 +162,28 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
         list(pool.map(log, batches.items()))
 
 
-def _sweep_block(client: MlflowClient, parent: Run | None) -> dict[str, Any]:
-    """The ``analysis:`` block of the sweep file the parent run holds (empty if none)."""
+def _sweep_block(client: MlflowClient, parent: Run | None) -> tuple[dict[str, Any], str]:
+    """The ``analysis:`` block of the sweep file the parent run holds, and where the settings
+    came from (said in the report: a block that cannot be read is not silently dropped)."""
     if parent is None:
-        return {}
+        return {}, "defaults (no parent run holds a sweep file)"
     pid = parent.info.run_id
-    files = [
-        a.path
-        for a in client.list_artifacts(pid, rs.SPEC_ARTIFACTS)
-        if a.path.endswith((".yaml", ".yml"))
-    ]
-    if not files:
-        return {}
-    with tempfile.TemporaryDirectory(prefix="ibsweep-spec-") as folder:
-        local = client.download_artifacts(pid, files[0], folder)
-        return block_of_sweep_file(Path(local).read_text())
+    try:
+        files = [
+            a.path
+            for a in client.list_artifacts(pid, rs.SPEC_ARTIFACTS)
+            if a.path.endswith((".yaml", ".yml"))
+        ]
+        if not files:
+            return {}, "defaults (the parent run holds no sweep file)"
+        with tempfile.TemporaryDirectory(prefix="ibsweep-spec-") as folder:
+            local = client.download_artifacts(pid, files[0], folder)
+            text = Path(local).read_text()
+    except MlflowException as err:
+        first = str(err).splitlines()[0]
+        return {}, f"defaults: the parent run's sweep file could not be read ({first})"
+    block = block_of_sweep_file(text)
+    return block, f"the analysis: block of {files[0]}" if block else f"defaults ({files[0]})"
 
 
 def _log_settings(client: MlflowClient, parent: Run, settings: Mapping[str, str]) -> list[str]:
@@ -222,7 +230,10 @@ def analyze_sweep(
     cache.mkdir(parents=True, exist_ok=True)
     series = fetch_series(uri, name, cache)
     client = MlflowClient(uri)
-    config = make_config({**_sweep_block(client, series.parent), **overrides})
+    block, source = _sweep_block(client, series.parent)
+    config = make_config({**block, **overrides})
+    if overrides:
+        source += ", then --set " + ", ".join(f"{k}={v}" for k, v in overrides.items())
     used = as_params(config)
     signature = _signature(series, used)
     stamp = cache / "outputs.json"
@@ -236,12 +247,16 @@ def analyze_sweep(
         return SweepAnalysis(
             out, pd.read_csv(out / "verdicts.csv"), pd.read_csv(out / "claims.csv"),
             pd.read_csv(out / "comparisons.csv"), before["display_cols"], len(series.runs), 0,
-            True, before["files"], used, bool(before.get("logged")),
+            True, before["files"], used, False,
         )  # fmt: skip
     table = with_optional_columns(series.table)
     table.to_parquet(out / "series.parquet", index=False)
     config_cols = series.config_cols
     phases, computed = _phases(series, table, cache, config)
+    # runs whose statistics the store lacks: those computed now, or all of them when the last
+    # analysis did not log or logged other settings' values
+    logged_before = before.get("logged") and before.get("settings") == used
+    to_log = computed if logged_before else set(phases["run_id"])
     phases.to_csv(out / "phases.csv", index=False)
     display = varying_columns(table, config_cols)
     with_model = phases.assign(**{MODEL_AXIS: model_label(phases)})
@@ -251,7 +266,7 @@ def analyze_sweep(
     # background while this thread computes the statistics.
     with ThreadPoolExecutor(2) as background:
         logged = (
-            background.submit(_log_back, client, uri, phases, computed) if log_to_mlflow else None
+            background.submit(_log_back, client, uri, phases, to_log) if log_to_mlflow else None
         )
         drawn = background.submit(
             make_figures,
@@ -293,7 +308,12 @@ def analyze_sweep(
         verdicts[keep],
         comparisons,
         figures,
-        {"title": f"ibsweep analysis: {name}", "sweep": name, "runs": len(series.runs)},
+        {
+            "title": f"ibsweep analysis: {name}",
+            "sweep": name,
+            "runs": len(series.runs),
+            "settings": source,
+        },
         ReportTables(
             claims=_shown(claims, display),
             robustness=robustness[[*display, *robustness.columns[len(config_cols) :]]],
@@ -305,10 +325,10 @@ def analyze_sweep(
     )
     files = [*TABLES, report.name, "report.html"]
     files += sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
-    notes = []
+    notes = [] if "could not be read" not in source else [f"settings: {source}"]
     if log_to_mlflow and series.parent is not None:
         pid = series.parent.info.run_id
-        notes = _log_settings(client, series.parent, used)
+        notes += _log_settings(client, series.parent, used)
         for f in [*_LOGGED, report.name, "report.html"]:
             client.log_artifact(pid, str(out / f), artifact_path=rs.ANALYSIS_ARTIFACTS)
         client.log_artifacts(
@@ -317,7 +337,7 @@ def analyze_sweep(
     stamp.write_text(
         json.dumps(
             {"signature": signature, "display_cols": display, "files": files,
-             "logged": log_to_mlflow}
+             "logged": log_to_mlflow, "settings": used}
         )
     )  # fmt: skip
     return SweepAnalysis(

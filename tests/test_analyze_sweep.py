@@ -131,6 +131,10 @@ def test_analyze_is_read_only_unless_asked_and_takes_settings(swept):
     assert "note: the parent run keeps the analysis params of an earlier analysis for " \
            "analysis.min_compression_bits" in logged.stderr  # fmt: skip
     assert _store_state(tmp_path) != before
+    # the read-only analysis before it logged nothing: every run gets this one's statistics
+    _, _, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "phases")
+    tags = {run.data.tags[f"phase.layer{k}.verdict"] for run in children for k in range(1, 7)}
+    assert not tags & {"separate", "simultaneous", "late compression"}  # 5 bits: none falls
 
 
 def _table(stdout: str) -> list[str]:
