@@ -119,8 +119,10 @@ def _phases(
     return phases, computed
 
 
-def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set[str]) -> None:
-    """Phase statistics as metrics and per-seed verdicts as tags, on each run.
+def _log_back(
+    client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set[str], config: PhaseConfig
+) -> None:
+    """Phase statistics as metrics and per-seed verdicts (under ``config``) as tags, on each run.
 
     Into a SQLite store the metrics of all runs go in one transaction (the same rows as
     ``log_batch``, see analysis.sqlite_metrics) and the tags with one ``log_batch`` per run; to a
@@ -130,7 +132,8 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
         return
     todo = phases[phases["run_id"].isin(run_ids)].reset_index(drop=True)
     todo = todo.assign(
-        verdict=classify_runs(todo), unreliable=todo["unreliable_reason"].fillna("").astype(bool)
+        verdict=classify_runs(todo, config),
+        unreliable=todo["unreliable_reason"].fillna("").astype(bool),
     )
     batches: dict[str, tuple[list[Point], list[RunTag]]] = {}
     columns = ["run_id", "estimator", "layer", *PHASE_STATS, "unreliable", "verdict"]
@@ -266,7 +269,9 @@ def analyze_sweep(
     # background while this thread computes the statistics.
     with ThreadPoolExecutor(2) as background:
         logged = (
-            background.submit(_log_back, client, uri, phases, to_log) if log_to_mlflow else None
+            background.submit(_log_back, client, uri, phases, to_log, config)
+            if log_to_mlflow
+            else None
         )
         drawn = background.submit(
             make_figures,
