@@ -104,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     p.add_argument("--out", help="output folder (default: ./ibsweep-results/NAME)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="an analysis setting (repeatable), over the sweep file's analysis: block, "
+        "e.g. --set min_compression_bits=0.5",
+    )
+    p.add_argument(
+        "--log-to-mlflow",
+        action="store_true",
+        help="write statistics, verdicts, report and settings into the MLflow store "
+        "(default: read-only)",
+    )
 
     p = sub.add_parser("submit", help="submit a sweep to a Ray cluster through its job API")
     p.add_argument("file", metavar="FILE", help=_FILE_HELP)
@@ -146,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "analyze":
             from ibsweep.sweep.cli.analyze_command import analyze_sweep
 
-            return analyze_sweep(args.name, args.tracking_uri, args.out)
+            return analyze_sweep(
+                args.name, args.tracking_uri, args.out, args.settings, args.log_to_mlflow
+            )
         if args.command == "submit":
             from ibsweep.sweep.cluster.submit import submit_sweep
 
