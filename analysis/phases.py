@@ -1,15 +1,21 @@
 """Per-run, per-layer phase statistics of information-plane trajectories.
 
-Definitions follow docs/science.md ("Phases and their boundary"), read off the trajectory
-after smoothing on a log-epoch axis (analysis.smoothing). Epochs are floats on the smoothing
-grid, interpolated where a level is crossed; information is in bits. Start and end values are
-the smoothed values at the first and last epoch.
-- t50, t95: first epoch where I(T;Y) reaches start + q (max - start); NaN if I(T;Y) rises by
-  less than `min_rise_bits`. expansion: I(X;T) at t50 minus I(X;T) at the start.
-- i_xt_peak, peak_epoch: maximum of smoothed I(X;T); compression: i_xt_peak minus the end.
+Definitions follow docs/science.md ("Phases and their boundary"). A trajectory is one (run,
+estimator, layer): estimators are never pooled. Curves are read after smoothing on a log-epoch
+axis (analysis.smoothing), which starts at epoch 1; epoch 0, the untrained network, gives the
+start values ("Epoch 0 matters for BNNs": I(X;T) can jump by a bit between epoch 0 and 1), so
+I(X;T) and I(T;Y) at the start are epoch 0's measured values (the smoothed value at the first
+epoch for a trajectory without epoch 0). Epochs are floats on the smoothing grid, interpolated
+where a level is crossed; information is in bits. End values are smoothed, at the last epoch.
+- t50, t95: first epoch where smoothed I(T;Y) reaches start + q (max - start); NaN if I(T;Y)
+  rises by less than `min_rise_bits`. expansion: I(X;T) at t50 minus I(X;T) at the start.
+- i_xt_peak, peak_epoch: the maximum of I(X;T) over the start and the smoothed curve
+  (peak_epoch 0 when the untrained network holds the most); compression: i_xt_peak minus
+  the end.
 - compression_onset: where the fall from the peak passes `onset_fraction` of the compression
   (its last passage before half the fall is done, so noise on a plateau does not count).
-- compression_before_t95: how far I(X;T) at t95 lies below its maximum up to t95.
+- compression_before_t95: how far I(X;T) at t95 lies below its maximum up to t95 (the start
+  included).
 - Boundaries, NaN unless compression >= `min_compression_bits`: boundary_peak is peak_epoch
   if the peak stands `min_expansion_bits` above the start (a plateau has no peak to mark);
   boundary_segments is the knot of the least-squares continuous two-segment line whose slope
@@ -23,14 +29,14 @@ the smoothed values at the first and last epoch.
   every knot at once, the segmentation by dynamic programming over all rows at once).
 - snr_transition (drift to diffusion): where smoothed log10 gradient SNR has fallen halfway
   from its maximum to its end; NaN if it falls by less than `min_snr_drop_decades`.
-- saturated: smoothed I(X;T) within `saturation_margin` of the ceiling over at least
-  `saturation_fraction` of the log-epoch span: such a layer carries no phase information.
+run_phases adds to each trajectory its reliability (analysis.reliability: the share of training
+each rule holds, `unreliable_reason`) and to each run its final accuracy (`train_acc_end`,
+`test_acc_end`: the values at the last epoch where they were measured).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -38,48 +44,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from ibsweep.analysis.reliability import COLUMNS as RELIABILITY_COLUMNS
+from ibsweep.analysis.reliability import KEYS, owners, reliability, with_optional_columns
+from ibsweep.analysis.settings import PhaseConfig
 from ibsweep.analysis.smoothing import LogEpochSmoother
+
+__all__ = ["PHASE_STATS", "PhaseConfig", "PhaseStats", "layer_phases", "run_phases"]
 
 
 class SeriesTableError(ValueError):
     """Raised when the tidy per-epoch series table lacks columns or has unusable values."""
-
-
-class PhaseConfig(BaseModel):
-    """Parameters of phase detection: smoothing, thresholds in bits, detector settings."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bandwidth: float = Field(0.25, gt=0, description="smoothing half-width, decades of epoch")
-    n_grid: int = Field(200, ge=20, description="points of the uniform log-epoch grid")
-    min_neighbours: int = Field(10, ge=1, description="points the smoothing kernel spans at least")
-    min_rise_bits: float = Field(
-        0.05, ge=0, description="rise of I(T;Y) below which t50 and t95 are undefined"
-    )
-    min_compression_bits: float = Field(
-        0.25, ge=0, description="fall of I(X;T) from peak to end that counts as compression"
-    )
-    min_expansion_bits: float = Field(
-        0.25, ge=0, description="rise of I(X;T) up to t50 that counts as expansion"
-    )
-    onset_fraction: float = Field(
-        0.2, gt=0, lt=1, description="fraction of the compression that marks its onset"
-    )
-    saturation_margin: float = Field(0.1, ge=0, description="bits below the ceiling")
-    saturation_fraction: float = Field(
-        0.9, gt=0, le=1, description="share of the log-epoch span at the ceiling to be saturated"
-    )
-    min_segment_decades: float = Field(
-        0.2, gt=0, description="shortest segment of the two-segment fit and of the segmentation"
-    )
-    changepoint_penalty: float = Field(
-        0.5, gt=0, description="penalty per segment on the range-normalised smoothed I(X;T)"
-    )
-    min_snr_drop_decades: float = Field(
-        0.3, ge=0, description="fall of log10 gradient SNR below which no transition is read"
-    )
 
 
 @dataclass(frozen=True)
@@ -103,12 +78,9 @@ class PhaseStats:
     boundary_segments: float
     boundary_changepoint: float
     snr_transition: float
-    saturated: bool
 
 
-PHASE_STATS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(PhaseStats) if f.name != "saturated"
-)
+PHASE_STATS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PhaseStats))
 SERIES_COLUMNS: tuple[str, ...] = (
     "run_id",
     "seed",
@@ -120,10 +92,11 @@ SERIES_COLUMNS: tuple[str, ...] = (
     "grad_snr",
     "ceiling",
 )
+ACCURACY_COLUMNS: tuple[str, ...] = ("train_acc_end", "test_acc_end")
 _CHANGEPOINT_POINTS = 100
 _MIN_SEGMENT = 3  # points of a change-point segment at least
 _BATCH = 2048  # trajectories computed together at most
-_UNDEFINED = PhaseStats(**dict.fromkeys(PHASE_STATS, math.nan), saturated=False)
+_UNDEFINED = PhaseStats(**dict.fromkeys(PHASE_STATS, math.nan))
 
 
 def layer_phases(
@@ -131,26 +104,35 @@ def layer_phases(
     i_xt: np.ndarray,
     i_ty: np.ndarray,
     grad_snr: np.ndarray | None = None,
-    ceiling: float = math.nan,
     config: PhaseConfig | None = None,
 ) -> PhaseStats:
-    """Phase statistics of one layer's trajectory (I(X;T), I(T;Y), gradient SNR per epoch)."""
+    """Phase statistics of one layer's trajectory (I(X;T), I(T;Y), gradient SNR per epoch);
+    the values at epoch 0, if given, are the start."""
     config = config or PhaseConfig()
     epoch = np.asarray(epoch, dtype=float)
     i_xt = np.asarray(i_xt, dtype=float)
     i_ty = np.asarray(i_ty, dtype=float)
     if not epoch.shape == i_xt.shape == i_ty.shape:
         raise SeriesTableError("epoch, i_xt and i_ty must have the same length")
-    finite = np.isfinite(epoch) & np.isfinite(i_xt) & np.isfinite(i_ty)
-    if np.unique(epoch[finite]).size < 3:
-        raise SeriesTableError("a trajectory needs at least 3 epochs with finite i_xt and i_ty")
+    if (epoch < 0).any():
+        raise SeriesTableError("epochs must be >= 0 (epoch 0: the untrained network)")
     snr = np.full(epoch.shape, np.nan) if grad_snr is None else np.asarray(grad_snr, dtype=float)
+    measured = np.isfinite(i_xt) & np.isfinite(i_ty)
+    zero = np.flatnonzero((epoch == 0) & measured)
+    start = (i_xt[zero[0]], i_ty[zero[0]]) if zero.size else (math.nan, math.nan)
+    later = epoch >= 1
+    finite = later & measured
+    if np.unique(epoch[finite]).size < 3:
+        raise SeriesTableError(
+            "a trajectory needs at least 3 epochs >= 1 with finite i_xt and i_ty"
+        )
     stats = _phases_batch(
         epoch[finite],
         i_xt[finite][None, :],
         i_ty[finite][None, :],
-        (epoch, snr[None, :]),
-        np.array([ceiling], dtype=float),
+        (epoch[later], snr[later][None, :]),
+        np.array([start[0]]),
+        np.array([start[1]]),
         config,
     )
     return PhaseStats(**{name: values[0].item() for name, values in stats.items()})
@@ -159,8 +141,10 @@ def layer_phases(
 def run_phases(
     series_df: pd.DataFrame, config_cols: Sequence[str], config: PhaseConfig | None = None
 ) -> pd.DataFrame:
-    """One row of phase statistics per run and layer, with the run's config columns and seed.
+    """One row per run, estimator and layer: config columns, seed, phase statistics,
+    reliability and the run's final accuracy.
 
+    A table without an ``estimator`` column holds one estimator, named ``default``.
     Trajectories measured at the same epochs (the usual case: one MI schedule for a sweep)
     are computed together, as arrays of trajectories.
     """
@@ -168,16 +152,17 @@ def run_phases(
     missing = [c for c in (*SERIES_COLUMNS, *config_cols) if c not in series_df.columns]
     if missing:
         raise SeriesTableError(f"series table lacks columns {missing}; it needs {SERIES_COLUMNS}")
-    if (series_df["epoch"] < 1).any():
-        raise SeriesTableError("epochs must be >= 1 for a log-epoch axis")
+    series_df = with_optional_columns(series_df)
+    if (series_df["epoch"] < 0).any():
+        raise SeriesTableError("epochs must be >= 0 (epoch 0: the untrained network)")
     id_cols = ["run_id", *config_cols, "seed", "n_layers"]
-    columns = [*id_cols, "layer", *(f.name for f in dataclasses.fields(PhaseStats))]
+    columns = [
+        *id_cols, *KEYS[1:], *PHASE_STATS, *RELIABILITY_COLUMNS[len(KEYS) :], *ACCURACY_COLUMNS
+    ]  # fmt: skip
     if series_df.empty:
         return pd.DataFrame(columns=columns)
-    codes, run_ids = pd.factorize(series_df["run_id"], sort=True)
-    ceilings = np.full(len(run_ids), np.nan)
-    np.fmax.at(ceilings, codes, series_df["ceiling"].to_numpy(dtype=float))
-    _, first = np.unique(codes, return_index=True)  # each run's first row
+    codes, run_of, est_of = owners(series_df)
+    _, first = np.unique(codes, return_index=True)  # each (run, estimator)'s first row
     layer = series_df["layer"].to_numpy(dtype=np.int64)
     epoch = series_df["epoch"].to_numpy(dtype=float)
     order = np.lexsort((epoch, layer, codes))
@@ -193,23 +178,28 @@ def run_phases(
         run, layer, epoch = run[starts], layer[starts], epoch[starts]
     bounds = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (layer[1:] != layer[:-1]), True])
 
-    traj_run, traj_layer = run[bounds[:-1]], layer[bounds[:-1]]
+    heads = bounds[:-1]
+    traj_run, traj_layer = run[heads], layer[heads]
+    at_zero = (epoch[heads] == 0) & np.isfinite(values[heads, :2]).all(axis=1)
+    start_xt = np.where(at_zero, values[heads, 0], np.nan)
+    start_ty = np.where(at_zero, values[heads, 1], np.nan)
+    begins = heads + (epoch[heads] == 0)  # the smoothed curve starts at epoch 1
     stats = {name: np.full(len(traj_run), np.nan) for name in PHASE_STATS}
-    stats["saturated"] = np.zeros(len(traj_run), dtype=bool)
     batches: dict[bytes, list[int]] = {}  # trajectories by their epochs, all values finite
-    for t, (a, b) in enumerate(itertools.pairwise(bounds)):
+    for t, (head, a, b) in enumerate(zip(heads, begins, bounds[1:], strict=True)):
         if b - a >= 3 and np.isfinite(values[a:b, :2]).all():
             batches.setdefault(epoch[a:b].tobytes(), []).append(t)
             continue
         try:
             one = layer_phases(
-                epoch[a:b], values[a:b, 0], values[a:b, 1], values[a:b, 2],
-                ceilings[traj_run[t]], config,
-            )  # fmt: skip
+                epoch[head:b], values[head:b, 0], values[head:b, 1], values[head:b, 2], config
+            )
         except SeriesTableError as err:
             # One short or broken run must not stop the analysis of a sweep.
             warnings.warn(
-                f"run {run_ids[traj_run[t]]} layer {traj_layer[t]}: {err}; its statistics are NaN",
+                f"run {run_of[traj_run[t]]} estimator {est_of[traj_run[t]]} layer "
+                f"{traj_layer[t]}: {err}; "
+                "its statistics are NaN",
                 stacklevel=2,
             )
             one = _UNDEFINED
@@ -219,27 +209,50 @@ def run_phases(
         common = np.frombuffer(key, dtype=float)
         for i in range(0, len(every), _BATCH):
             members = np.array(every[i : i + _BATCH])
-            rows = bounds[members][:, None] + np.arange(len(common))[None, :]
+            rows = begins[members][:, None] + np.arange(len(common))[None, :]
             batch = _phases_batch(
                 common,
                 values[rows, 0],
                 values[rows, 1],
                 (common, values[rows, 2]),
-                ceilings[traj_run[members]],
+                start_xt[members],
+                start_ty[members],
                 config,
             )
             for name, value in batch.items():
                 stats[name][members] = value
 
-    out = {"run_id": np.asarray(run_ids, dtype=object)[traj_run]}
+    out = {"run_id": run_of[traj_run]}
     for col in id_cols[1:]:
         column = series_df[col].iloc[first]
         if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object:
             column = column.astype(object)
         out[col] = column.to_numpy()[traj_run]
+    out["estimator"] = est_of[traj_run]
     out["layer"] = traj_layer
     out.update(stats)
-    return pd.DataFrame(out, columns=columns)
+    table = pd.DataFrame(out)
+    # both list trajectories in the same order: by (run, estimator) code, then layer
+    rel = reliability(series_df, config)
+    for col in RELIABILITY_COLUMNS[len(KEYS) :]:
+        table[col] = rel[col].to_numpy()
+    raw_epoch = series_df["epoch"].to_numpy(dtype=float)
+    for name, source in zip(ACCURACY_COLUMNS, ("train_acc", "test_acc"), strict=True):
+        final = _final(codes, raw_epoch, series_df[source].to_numpy(dtype=float), len(run_of))
+        table[name] = final[traj_run]
+    return table[columns]
+
+
+def _final(codes: np.ndarray, epoch: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per code 0..n-1, the value at its last epoch where the value is finite (NaN if none)."""
+    out = np.full(n, np.nan)
+    ok = np.isfinite(values)
+    codes, epoch, values = codes[ok], epoch[ok], values[ok]
+    order = np.lexsort((epoch, codes))
+    codes, values = codes[order], values[order]
+    last = np.r_[codes[1:] != codes[:-1], True] if codes.size else np.zeros(0, dtype=bool)
+    out[codes[last]] = values[last]
+    return out
 
 
 def _phases_batch(
@@ -247,12 +260,14 @@ def _phases_batch(
     i_xt: np.ndarray,
     i_ty: np.ndarray,
     snr: tuple[np.ndarray, np.ndarray],
-    ceiling: np.ndarray,
+    start_xt: np.ndarray,
+    start_ty: np.ndarray,
     config: PhaseConfig,
 ) -> dict[str, np.ndarray]:
-    """Phase statistics of trajectories (rows) measured at the same epochs, all finite.
+    """Phase statistics of trajectories (rows) measured at the same epochs (>= 1), all finite.
 
-    `snr` is (epochs, gradient SNR per row) for the SNR transition, which may have gaps.
+    `snr` is (epochs, gradient SNR per row) for the SNR transition, which may have gaps;
+    `start_xt`, `start_ty` are the epoch-0 values per row (NaN: the smoothed first value).
     Returns each PhaseStats field as an array with a value per row.
     """
     smoother = LogEpochSmoother(config.bandwidth, config.n_grid, config.min_neighbours)
@@ -261,26 +276,30 @@ def _phases_batch(
     ty = smoother.smooth_many(epoch, i_ty, u)
     n, rows = len(u), np.arange(len(xt))
     nan = np.full(len(xt), np.nan)
+    x0 = np.where(np.isfinite(start_xt), start_xt, xt[:, 0])
+    y0 = np.where(np.isfinite(start_ty), start_ty, ty[:, 0])
 
-    i_ty_rise = ty.max(axis=1) - ty[:, 0]
+    i_ty_rise = ty.max(axis=1) - y0
     fits = i_ty_rise >= config.min_rise_bits
-    u50 = np.where(fits, _first_crossing(u, ty, ty[:, 0] + 0.5 * i_ty_rise, rising=True), nan)
-    u95 = np.where(fits, _first_crossing(u, ty, ty[:, 0] + 0.95 * i_ty_rise, rising=True), nan)
-    expansion = _interp(u50, u, xt) - xt[:, 0]
+    u50 = np.where(fits, _first_crossing(u, ty, y0 + 0.5 * i_ty_rise, rising=True), nan)
+    u95 = np.where(fits, _first_crossing(u, ty, y0 + 0.95 * i_ty_rise, rising=True), nan)
+    expansion = _interp(u50, u, xt) - x0
     xt95 = _interp(u95, u, xt)
-    before = np.where(u[None, :] <= u95[:, None], xt, -np.inf).max(axis=1)
+    before = np.maximum(x0, np.where(u[None, :] <= u95[:, None], xt, -np.inf).max(axis=1))
     compression_before_t95 = np.where(fits, np.maximum(before, xt95) - xt95, nan)
 
     i_peak = xt.argmax(axis=1)
-    peak = xt[rows, i_peak]
+    at_start = x0 > xt[rows, i_peak]  # the untrained network holds the most
+    peak = np.where(at_start, x0, xt[rows, i_peak])
+    i_peak = np.where(at_start, 0, i_peak)
     compression = peak - xt[:, -1]
     compresses = compression >= config.min_compression_bits
     after = np.arange(n)[None, :] >= i_peak[:, None]
     onset_level = peak - config.onset_fraction * compression
-    u_onset = _onset(u, xt, after, i_peak, onset_level)
+    u_onset = _onset(u, xt, after, i_peak, peak, onset_level)
     # A plateau's maximum is wherever the noise puts it: only a peak that stands out
     # above the start marks a boundary.
-    stands_out = peak - xt[:, 0] >= config.min_expansion_bits
+    stands_out = peak - x0 >= config.min_expansion_bits
     boundary_peak = np.where(stands_out, u[i_peak], nan)
     min_points = max(3, round(config.min_segment_decades / (u[1] - u[0])))
     # Fit up to where most of the fall is done, so a flat tail does not bend the fits.
@@ -290,15 +309,12 @@ def _phases_batch(
     boundary_segments = _two_segment_break(u, xt, i_end, min_points)
     boundary_changepoint = _changepoint_break(u, xt, i_end, min_points, config.changepoint_penalty)
 
-    at_ceiling = xt >= ceiling[:, None] - config.saturation_margin
-    saturated = np.isfinite(ceiling) & (at_ceiling.mean(axis=1) >= config.saturation_fraction)
-
     def compressing(x: np.ndarray) -> np.ndarray:
         return _to_epoch(np.where(compresses, x, nan))
 
     return {
-        "i_xt_start": xt[:, 0],
-        "i_ty_start": ty[:, 0],
+        "i_xt_start": x0,
+        "i_ty_start": y0,
         "i_xt_end": xt[:, -1],
         "i_ty_end": ty[:, -1],
         "i_ty_rise": i_ty_rise,
@@ -306,7 +322,7 @@ def _phases_batch(
         "t95": _to_epoch(u95),
         "expansion": expansion,
         "i_xt_peak": peak,
-        "peak_epoch": _to_epoch(u[i_peak]),
+        "peak_epoch": np.where(at_start, 0.0, _to_epoch(u[i_peak])),
         "compression": compression,
         "compression_onset": compressing(u_onset),
         "compression_before_t95": compression_before_t95,
@@ -314,7 +330,6 @@ def _phases_batch(
         "boundary_segments": compressing(boundary_segments),
         "boundary_changepoint": compressing(boundary_changepoint),
         "snr_transition": _snr_transition(smoother, snr[0], snr[1], u, config),
-        "saturated": saturated,
     }
 
 
@@ -350,12 +365,17 @@ def _interp(x: np.ndarray, u: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _onset(
-    u: np.ndarray, y: np.ndarray, after: np.ndarray, i_peak: np.ndarray, level: np.ndarray
+    u: np.ndarray,
+    y: np.ndarray,
+    after: np.ndarray,
+    i_peak: np.ndarray,
+    peak: np.ndarray,
+    level: np.ndarray,
 ) -> np.ndarray:
     """Per row: last log-epoch above `level` before the fall from the peak to the end is half
     done (so noise on a plateau does not count), then where y first falls to `level`."""
     n = y.shape[1]
-    half_level = 0.5 * (y[np.arange(len(y)), i_peak] + y[:, -1])
+    half_level = 0.5 * (peak + y[:, -1])
     falling = after & (y <= half_level[:, None])
     half = np.where(falling.any(axis=1), falling.argmax(axis=1), i_peak)
     window = after & (np.arange(n)[None, :] < half[:, None]) & (y >= level[:, None])

@@ -346,7 +346,7 @@ def _grid(
     gaps: tuple[float, float] = (0.0, 0.0),
     top: float = _TOP,
     colorbar: bool = False,
-    **share: bool,
+    **share: bool | str,
 ) -> np.ndarray:
     """An nrows x ncols grid of axes with fixed margins and gaps (width, height) in inches."""
     width, height = fig.get_size_inches()
@@ -390,3 +390,41 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
+
+
+_GENERALISATION_PANELS = (("test_acc", "test accuracy"), ("gap", "train - test"))
+
+
+def plot_generalisation(points: pd.DataFrame, path: str | Path) -> Path:
+    """Per layer, compression against final test accuracy (top) and against the
+    generalisation gap (bottom), one point per run, coloured by model."""
+    if points.empty:
+        raise PlotInputError("no runs with compression and accuracy to draw")
+    layers = sorted(points["layer"].unique())
+    fig = Figure(figsize=(2.6 * len(layers) + 0.6, 5.0), dpi=DPI)
+    axes = _grid(fig, 2, len(layers), gaps=(0.45, 0.15), top=0.55, sharex="col")
+    models = sorted(points["model"].astype(str).unique())
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    for j, layer in enumerate(layers):
+        rows = points[points["layer"] == layer]
+        for i, (target, label) in enumerate(_GENERALISATION_PANELS):
+            ax = axes[i, j]
+            for model, part in rows.groupby(rows["model"].astype(str)):
+                ax.scatter(part["compression"], part[target], s=10, color=colours[model],
+                           label=model)  # fmt: skip
+            ax.tick_params(labelsize=7)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if i == 1:
+                ax.set_xlabel("compression [bits]", fontsize=8)
+        axes[0, j].set_title(f"layer {layer}", fontsize=8, y=1.0)
+    handles = {}
+    for ax in axes[0]:
+        lines, labels = ax.get_legend_handles_labels()
+        handles.update(zip(labels, lines, strict=True))
+    if handles:
+        axes[0, -1].legend(handles.values(), handles.keys(), fontsize=6, loc="best")
+    estimator = ", ".join(sorted(points["estimator"].astype(str).unique()))
+    fig.suptitle(f"compression and generalisation, estimator {estimator}", fontsize=8,
+                 y=1 - 0.08 / fig.get_figheight(), va="top")  # fmt: skip
+    return _save(fig, path)

@@ -21,6 +21,14 @@ EPOCHS = "train.epochs"
 SEARCH_TRIAL = "search.trial"
 NON_CONFIG_PARAMS: tuple[str, ...] = (SEED, SEARCH_TRIAL)  # every other param is configuration
 
+# the estimator of a run measured without a panel (one estimator per layer)
+DEFAULT_ESTIMATOR = "default"
+# parent run: the sweep file as an artifact under SPEC_ARTIFACTS, the analysis under
+# ANALYSIS_ARTIFACTS, and the analysis settings as params analysis.<setting>
+SPEC_ARTIFACTS = "sweep"
+ANALYSIS_ARTIFACTS = "analysis"
+ANALYSIS_PARAM_PREFIX = "analysis."
+
 # tags
 ROLE = "ibsweep.role"  # "parent" on the run of one execution of a sweep
 PARENT_ROLE = "parent"
@@ -62,14 +70,25 @@ def estimator_param(layer: int) -> str:
     return f"mi.layer{layer}.estimator"
 
 
-def phase_key(layer: int, stat: str) -> str:
-    """The metric an analysis logs back for one phase statistic of a layer."""
-    return f"phase/layer{layer}/{stat}"
+def phase_key(layer: int, stat: str, estimator: str = DEFAULT_ESTIMATOR) -> str:
+    """The metric an analysis logs back for one phase statistic of a layer, e.g.
+    ``phase/layer3/t50`` (one estimator per layer) or ``phase/bin30/layer3/t50`` (a panel)."""
+    if estimator == DEFAULT_ESTIMATOR:
+        return f"phase/layer{layer}/{stat}"
+    return f"phase/{estimator}/layer{layer}/{stat}"
 
 
-def verdict_tag(layer: int) -> str:
-    """The tag an analysis logs back with a layer's per-seed verdict."""
-    return f"phase.layer{layer}.verdict"
+def verdict_tag(layer: int, estimator: str = DEFAULT_ESTIMATOR) -> str:
+    """The tag an analysis logs back with a layer's per-seed verdict, e.g.
+    ``phase.layer3.verdict`` or ``phase.bin30.layer3.verdict``."""
+    if estimator == DEFAULT_ESTIMATOR:
+        return f"phase.layer{layer}.verdict"
+    return f"phase.{estimator}.layer{layer}.verdict"
+
+
+def analysis_param(setting: str) -> str:
+    """The parent-run param holding an analysis setting, e.g. ``analysis.alpha``."""
+    return f"{ANALYSIS_PARAM_PREFIX}{setting}"
 
 
 def run_name(label: str, seed: int) -> str:

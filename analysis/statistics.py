@@ -1,14 +1,19 @@
-"""Statistics across seeds: bootstrap intervals, per-configuration summaries, comparisons.
+"""Statistics across seeds: bootstrap intervals, configuration verdicts and summaries, comparisons.
 
 Every statistic is computed per seed first (analysis.phases.run_phases) and aggregated here,
 never from seed-averaged curves, which blur boundaries (science.md). Seeds where a statistic
 is undefined (NaN) are left out of its summary; `<stat>_n` says how many seeds it rests on.
+A configuration (every config column, per estimator and layer) whose median final train
+accuracy lies below `undertrained_floor` gets the verdict `undertrained`: phases are not read
+into a network that has not learnt its task; `phase_verdict` keeps what its seeds say. A
+configuration without a measured train accuracy is not marked.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -16,8 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ibsweep.analysis.phases import PHASE_STATS, PhaseConfig
-from ibsweep.analysis.verdicts import classify_runs, vote
+from ibsweep.analysis.phases import PHASE_STATS
+from ibsweep.analysis.reliability import DEFAULT_ESTIMATOR
+from ibsweep.analysis.settings import AnalysisConfig
+from ibsweep.analysis.verdicts import UNDERTRAINED, classify_runs, configuration_verdict
 
 # The statistics that carry the phase picture: compared by default and shown in the report.
 KEY_STATS: tuple[str, ...] = (
@@ -59,34 +66,83 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def with_estimator(phase_df: pd.DataFrame) -> pd.DataFrame:
+    """The table with an ``estimator`` column (``default`` where it has none)."""
+    if "estimator" in phase_df.columns:
+        return phase_df
+    return phase_df.assign(estimator=DEFAULT_ESTIMATOR)
+
+
+def configuration_verdicts(
+    phase_df: pd.DataFrame, config_cols: Sequence[str], config: AnalysisConfig | None = None
+) -> pd.DataFrame:
+    """One row per configuration, estimator and layer: verdict, reproducibility, split,
+    the reasons of unreliable seeds, median final accuracy and the `undertrained` mark."""
+    config = config or AnalysisConfig()
+    phase_df = with_estimator(phase_df).reset_index(drop=True)
+    _check_columns(phase_df, [*config_cols, "layer"])
+    verdicts = classify_runs(phase_df, config)
+    keys = [*config_cols, "estimator", "layer"]
+    rows = []
+    for key, group in phase_df.groupby(keys, dropna=False, sort=True):
+        row = {**dict(zip(keys, key, strict=True)), "n_seeds": len(group)}
+        # Each configuration draws with the same seed: its verdict depends on its seeds alone.
+        row.update(
+            configuration_verdict(
+                list(verdicts.loc[group.index]),
+                config.reproducibility_level,
+                config.reproducibility_draws,
+                config.random_seed,
+            )
+        )
+        row["phase_verdict"] = row["verdict"]
+        reasons = Counter(r for r in group.get("unreliable_reason", ()) if isinstance(r, str) and r)
+        row["unreliable_reason"] = " | ".join(
+            f"{r} ({k} of {len(group)} seeds)" for r, k in reasons.most_common()
+        )
+        for name in ("train_acc", "test_acc"):
+            finite = _finite(group[f"{name}_end"]) if f"{name}_end" in group else np.array([])
+            row[name] = float(np.median(finite)) if finite.size else math.nan
+        row["undertrained"] = bool(row["train_acc"] < config.undertrained_floor)
+        if row["undertrained"]:
+            row["verdict"] = UNDERTRAINED
+        rows.append(row)
+    first = [*keys, "n_seeds", "verdict", "phase_verdict", "reproducibility", "split",
+             "plurality", "unreliable_reason", "train_acc", "test_acc", "undertrained"]  # fmt: skip
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return pd.DataFrame(columns=first)
+    return out[first + [c for c in out.columns if c not in first]]
+
+
 def aggregate(
     phase_df: pd.DataFrame,
     config_cols: Sequence[str],
     stats: Sequence[str] = PHASE_STATS,
-    config: PhaseConfig | None = None,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
+    config: AnalysisConfig | None = None,
 ) -> pd.DataFrame:
-    """One row per configuration and layer: verdict with confidence, median and CI per stat."""
+    """One row per configuration, estimator and layer: the configuration verdict with its
+    reproducibility, and the median with a bootstrap interval of every statistic."""
+    config = config or AnalysisConfig()
+    phase_df = with_estimator(phase_df).reset_index(drop=True)
     _check_columns(phase_df, [*config_cols, "layer", *stats])
-    phase_df = phase_df.reset_index(drop=True)
-    verdicts = classify_runs(phase_df, config)
-    rng = np.random.default_rng(seed)
-    keys = [*config_cols, "layer"]
+    verdicts = configuration_verdicts(phase_df, config_cols, config)
+    rng = np.random.default_rng(config.random_seed)
+    keys = [*config_cols, "estimator", "layer"]
     rows = []
-    for key, group in phase_df.groupby(keys, dropna=False, sort=True):
-        row = {**dict(zip(keys, key, strict=True)), "n_seeds": len(group)}
-        row.update(vote(list(verdicts.loc[group.index]), level))
+    for _, group in phase_df.groupby(keys, dropna=False, sort=True):
+        row = {}
         for name in stats:
             finite = _finite(group[name])
-            low, high = bootstrap_ci(finite, np.median, n_boot, level, rng)
+            low, high = bootstrap_ci(
+                finite, np.median, config.bootstrap_draws, config.ci_level, rng
+            )
             row[f"{name}_median"] = float(np.median(finite)) if finite.size else math.nan
             row[f"{name}_ci_low"] = low
             row[f"{name}_ci_high"] = high
             row[f"{name}_n"] = finite.size
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.concat([verdicts, pd.DataFrame(rows, index=verdicts.index)], axis=1)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -109,6 +165,7 @@ def compare(
     phase_df: pd.DataFrame,
     config_cols: Sequence[str],
     stats: Sequence[str] = KEY_STATS,
+    fixed_cols: Sequence[str] = (),
     test: Literal["mannwhitney", "permutation"] = "mannwhitney",
     correction: Literal["holm", "bh"] = "holm",
     family: Literal["stat", "all"] = "stat",
@@ -118,10 +175,11 @@ def compare(
 ) -> pd.DataFrame:
     """Test every statistic between configurations that differ in exactly one config column.
 
-    Pairs are compared layer by layer across seeds (b against a: median_diff = median_b -
-    median_a, Cliff's delta of b against a). p-values are adjusted within each statistic's
-    family of tests (every pair and layer; ``family="stat"``, one question per statistic) or
-    over all rows together (``family="all"``, stricter).
+    Columns in ``fixed_cols`` (such as the estimator) are held equal within a pair and are
+    never an axis. Pairs are compared layer by layer across seeds (b against a: median_diff =
+    median_b - median_a, Cliff's delta of b against a). p-values are adjusted within each
+    statistic's family of tests (every pair and layer; ``family="stat"``, one question per
+    statistic) or over all rows together (``family="all"``, stricter).
     """
     if test not in ("mannwhitney", "permutation"):
         raise StatisticsInputError(f"test must be 'mannwhitney' or 'permutation', got {test!r}")
@@ -129,10 +187,12 @@ def compare(
         raise StatisticsInputError(f"correction must be 'holm' or 'bh', got {correction!r}")
     if family not in ("stat", "all"):
         raise StatisticsInputError(f"family must be 'stat' or 'all', got {family!r}")
-    _check_columns(phase_df, [*config_cols, "layer", *stats])
+    _check_columns(phase_df, [*fixed_cols, *config_cols, "layer", *stats])
     rng = np.random.default_rng(seed)
+    fixed = len(fixed_cols)
+    all_cols = [*fixed_cols, *config_cols]
     groups = {
-        _key(k): g for k, g in phase_df.groupby([*config_cols, "layer"], dropna=False, sort=False)
+        _key(k): g for k, g in phase_df.groupby([*all_cols, "layer"], dropna=False, sort=False)
     }
     configs = sorted({k[:-1] for k in groups}, key=lambda k: tuple(map(str, k)))
     layers = sorted({k[-1] for k in groups})
@@ -140,10 +200,10 @@ def compare(
     deferred = []  # (row, a, b): Mann-Whitney tests, done together below
     for a, b in itertools.combinations(configs, 2):
         differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-        if len(differ) != 1:
+        if len(differ) != 1 or differ[0] < fixed:
             continue
         axis = differ[0]
-        shared = {c: (None if i == axis else a[i]) for i, c in enumerate(config_cols)}
+        shared = {c: (None if i == axis else a[i]) for i, c in enumerate(all_cols)}
         for layer, name in itertools.product(layers, stats):
             if (*a, layer) not in groups or (*b, layer) not in groups:
                 continue
@@ -153,7 +213,7 @@ def compare(
                 deferred.append((len(rows), xa, xb))
             rows.append(
                 {
-                    "axis": config_cols[axis],
+                    "axis": all_cols[axis],
                     "value_a": a[axis],
                     "value_b": b[axis],
                     **shared,
@@ -167,7 +227,7 @@ def compare(
     for row, p_value in _mann_whitney(deferred).items():
         rows[row]["p_value"] = p_value
     columns = [
-        "axis", "value_a", "value_b", *config_cols, "layer", "stat", "n_a", "n_b",
+        "axis", "value_a", "value_b", *all_cols, "layer", "stat", "n_a", "n_b",
         "median_a", "median_b", "median_diff", "cliffs_delta", "p_value",
     ]  # fmt: skip
     out = pd.DataFrame(rows, columns=columns)

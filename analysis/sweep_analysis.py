@@ -1,10 +1,17 @@
-"""A sweep's whole analysis: series, phases per run, verdicts and comparisons, figures, report.
+"""A sweep's whole analysis: series, phases per run, verdicts, claims, robustness, sensitivity,
+generalisation, comparisons, figures, report.
 
-Everything is written under ``out_dir``; phase statistics are logged back onto each MLflow run
-(``phase/layer{k}/{stat}`` metrics, ``phase.layer{k}.verdict`` tags) and the report onto the
-sweep's parent run (artifact folder ``analysis``). A cache under ``out_dir/.cache`` keeps the
-series and phase statistics of finished runs: a second analysis fetches and recomputes only
-runs that are new or changed, and rewrites nothing when no run changed.
+Everything is written under ``out_dir``. Read-only by default: only with ``log_to_mlflow`` does
+the analysis write into the store, then phase statistics go onto each run
+(``phase/layer{k}/{stat}`` metrics, ``phase.layer{k}.verdict`` tags; with a panel
+``phase/<estimator>/layer{k}/...``), and the report, tables, figures and settings onto the
+sweep's parent run (artifact folder ``analysis``, params ``analysis.<setting>``). ``ibsweep
+run`` logs (the sweep's own store); ``ibsweep analyze`` logs only with ``--log-to-mlflow``.
+Settings: the defaults of AnalysisConfig, then the ``analysis:`` block of the sweep file that
+the parent run holds as an artifact, then the overrides given here.
+A cache under ``out_dir/.cache`` keeps the series and phase statistics of finished runs: a
+second analysis fetches and recomputes only runs that are new or changed (all of them when a
+per-run setting changed), and rewrites nothing when neither the runs nor the settings changed.
 """
 
 from __future__ import annotations
@@ -12,28 +19,58 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ibsweep.analysis import run_schema as rs
+from ibsweep.analysis.claims import claim_tests
+from ibsweep.analysis.configurations import (
+    MODEL_AXIS,
+    comparison_columns,
+    model_label,
+    varying_columns,
+)
 from ibsweep.analysis.fetch import SweepSeries, fetch_series, run_signature
+from ibsweep.analysis.generalisation import generalisation_points, generalisation_table
 from ibsweep.analysis.parallel import default_workers
 from ibsweep.analysis.phases import PHASE_STATS, run_phases
-from ibsweep.analysis.plots import make_figures
-from ibsweep.analysis.report import write_report
+from ibsweep.analysis.plots import make_figures, plot_generalisation
+from ibsweep.analysis.reliability import with_optional_columns
+from ibsweep.analysis.report import ReportTables, write_report
+from ibsweep.analysis.robustness import robustness_table
+from ibsweep.analysis.sensitivity import sensitivity_table
+from ibsweep.analysis.settings import (
+    PhaseConfig,
+    as_params,
+    block_of_sweep_file,
+    make_config,
+)
 from ibsweep.analysis.sqlite_metrics import Point, bulk_writer
 from ibsweep.analysis.statistics import KEY_STATS, aggregate, compare
 from ibsweep.analysis.verdicts import classify_runs
 
-MODEL_AXIS = "model"
-_MODEL_PARTS = ("model.kind", "model.activation", "model.beta", "model.bnn_norm")
-_ARTIFACT_PATH = "analysis"
 _LOG_THREADS = 8  # requests in flight when logging statistics back to a tracking server
+TABLES: tuple[str, ...] = (
+    "claims.csv",
+    "verdicts.csv",
+    "robustness.csv",
+    "sensitivity.csv",
+    "generalisation.csv",
+    "comparisons.csv",
+    "phases.csv",
+    "series.parquet",
+    "settings.json",
+)
+_LOGGED = [f for f in TABLES if f != "series.parquet"]  # artifacts of the parent run
 
 
 @dataclass
@@ -42,11 +79,16 @@ class SweepAnalysis:
 
     out_dir: Path
     verdicts: pd.DataFrame
+    claims: pd.DataFrame
     comparisons: pd.DataFrame
     display_cols: list[str]
     n_runs: int
     fetched: int
     up_to_date: bool
+    files: list[str]
+    settings: dict[str, str]
+    logged: bool
+    notes: list[str] = field(default_factory=list)
 
     @property
     def phases(self) -> pd.DataFrame:
@@ -59,71 +101,38 @@ class SweepAnalysis:
         return pd.read_parquet(self.out_dir / "series.parquet")
 
 
-def varying_columns(table: pd.DataFrame, config_cols: list[str]) -> list[str]:
-    """Config columns that differ between configurations (always model kind and activation)."""
-    derived = ("mi.layer", rs.N_LAYERS)  # follow from the model and widths
-    cols = [
-        c
-        for c in config_cols
-        if c in table.columns
-        and table[c].nunique(dropna=False) > 1
-        and not c.startswith(derived)
-        and c not in ("model.kind", "model.activation")
-    ]
-    for c in reversed(("model.kind", "model.activation")):
-        if c in table.columns and c not in cols:
-            cols.insert(0, c)
-    return cols
-
-
-def comparison_columns(config_cols: list[str]) -> list[str]:
-    """Axes for comparisons: the model (kind and activation together) and every other setting.
-
-    BNN vs DNN differ in kind, activation and estimator at once; folding the model into one
-    axis and leaving out what follows from it pairs them as one comparison.
-    """
-    derived = {*_MODEL_PARTS, rs.N_LAYERS}
-    rest = [c for c in config_cols if c not in derived and not c.startswith("mi.layer")]
-    return [MODEL_AXIS, *rest]
-
-
-def _model_label(df: pd.DataFrame) -> pd.Series:
-    label = df["model.kind"].astype(str) + "-" + df["model.activation"].astype(str)
-    if "model.beta" in df.columns:
-        swish = df["model.activation"].astype(str) == "swish_sign"
-        label = label.where(~swish, label + "-b" + df["model.beta"].astype(str))
-    if "model.bnn_norm" in df.columns:
-        bn = df["model.bnn_norm"].astype(str) == "batchnorm"
-        label = label.where(~bn, label + "-bn")
-    return label
-
-
-def _phases(series: SweepSeries, cache: Path) -> pd.DataFrame:
-    """Phase statistics per run and layer, recomputed only for fetched runs.
+def _phases(
+    series: SweepSeries, table: pd.DataFrame, cache: Path, config: PhaseConfig
+) -> tuple[pd.DataFrame, set[str]]:
+    """Phase statistics per run, estimator and layer, and the runs computed now: the fetched
+    runs, or every run when the per-run settings differ from those of the cache.
 
     One process: the statistics of all trajectories are computed as arrays (a few
     milliseconds per hundred trajectories), which costs less than starting workers.
     """
-    path = cache / "phases.parquet"
+    per_run = config.model_dump_json(include=set(PhaseConfig.model_fields))
+    path = cache / f"phases-{hashlib.sha256(per_run.encode()).hexdigest()[:12]}.parquet"
     old = pd.read_parquet(path) if path.exists() else None
-    keep = set(series.cached)
-    parts = []
-    if old is not None and keep:
-        parts.append(old[old["run_id"].isin(keep)])
-    table = series.table
-    fetched = table["run_id"].isin(set(series.fetched)) & (table["epoch"] >= 1)
-    if fetched.any():  # a log-epoch axis starts at epoch 1
-        parts.append(run_phases(table[fetched], series.config_cols))
+    keep = set(series.cached) if old is not None else set()
+    parts = [old[old["run_id"].isin(keep)]] if keep else []
+    todo = table["run_id"].astype(str).isin(keep)
+    computed = set(table.loc[~todo, "run_id"].astype(str))
+    if computed:
+        parts.append(run_phases(table[~todo], series.config_cols, config))
     phases = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     for col in series.config_cols:
         if col in phases.columns:
             phases[col] = phases[col].astype(str)
+    for stale in cache.glob("phases-*.parquet"):
+        stale.unlink()
     phases.to_parquet(path, index=False)
-    return phases
+    return phases, computed
 
 
-def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set[str]) -> None:
-    """Phase statistics as metrics and per-seed verdicts as tags, on each run.
+def _log_back(
+    client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set[str], config: PhaseConfig
+) -> None:
+    """Phase statistics as metrics and per-seed verdicts (under ``config``) as tags, on each run.
 
     Into a SQLite store the metrics of all runs go in one transaction (the same rows as
     ``log_batch``, see analysis.sqlite_metrics) and the tags with one ``log_batch`` per run; to a
@@ -132,17 +141,20 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
     if not run_ids:
         return
     todo = phases[phases["run_id"].isin(run_ids)].reset_index(drop=True)
-    todo = todo.assign(verdict=classify_runs(todo))
+    todo = todo.assign(
+        verdict=classify_runs(todo, config),
+        unreliable=todo["unreliable_reason"].fillna("").astype(bool),
+    )
     batches: dict[str, tuple[list[Point], list[RunTag]]] = {}
-    columns = ["run_id", "layer", *PHASE_STATS, "saturated", "verdict"]
+    columns = ["run_id", "estimator", "layer", *PHASE_STATS, "unreliable", "verdict"]
     for row in todo[columns].itertuples(index=False):
         points, tags = batches.setdefault(row[0], ([], []))
-        k = int(row[1])
-        for stat, value in zip(PHASE_STATS, row[2:-2], strict=True):
+        estimator, k = str(row[1]), int(row[2])
+        for stat, value in zip(PHASE_STATS, row[3:-2], strict=True):
             if math.isfinite(value):
-                points.append((rs.phase_key(k, stat), float(value), 0, 0))
-        points.append((rs.phase_key(k, "saturated"), float(row[-2]), 0, 0))
-        tags.append(RunTag(rs.verdict_tag(k), row[-1]))
+                points.append((rs.phase_key(k, stat, estimator), float(value), 0, 0))
+        points.append((rs.phase_key(k, "unreliable", estimator), float(row[-2]), 0, 0))
+        tags.append(RunTag(rs.verdict_tag(k, estimator), row[-1]))
 
     writer = bulk_writer(uri)
     if writer is not None:
@@ -163,83 +175,194 @@ def _log_back(client: MlflowClient, uri: str, phases: pd.DataFrame, run_ids: set
         list(pool.map(log, batches.items()))
 
 
-def _signature(series: SweepSeries) -> str:
+def _sweep_block(client: MlflowClient, parent: Run | None) -> tuple[dict[str, Any], str]:
+    """The ``analysis:`` block of the sweep file the parent run holds, and where the settings
+    came from (said in the report: a block that cannot be read is not silently dropped)."""
+    if parent is None:
+        return {}, "defaults (no parent run holds a sweep file)"
+    pid = parent.info.run_id
+    try:
+        files = [
+            a.path
+            for a in client.list_artifacts(pid, rs.SPEC_ARTIFACTS)
+            if a.path.endswith((".yaml", ".yml"))
+        ]
+        if not files:
+            return {}, "defaults (the parent run holds no sweep file)"
+        with tempfile.TemporaryDirectory(prefix="ibsweep-spec-") as folder:
+            local = client.download_artifacts(pid, files[0], folder)
+            text = Path(local).read_text()
+    except MlflowException as err:
+        first = str(err).splitlines()[0]
+        return {}, f"defaults: the parent run's sweep file could not be read ({first})"
+    block = block_of_sweep_file(text)
+    return block, f"the analysis: block of {files[0]}" if block else f"defaults ({files[0]})"
+
+
+def _log_settings(client: MlflowClient, parent: Run, settings: Mapping[str, str]) -> list[str]:
+    """The settings as params of the parent run; MLflow params never change, so a setting
+    that an earlier analysis logged with another value is kept and named in the notes."""
+    held = parent.data.params
+    new = {rs.analysis_param(k): v for k, v in settings.items()}
+    clash = [k for k, v in new.items() if k in held and held[k] != v]
+    todo = [Param(k, v) for k, v in new.items() if k not in held]
+    if todo:
+        client.log_batch(parent.info.run_id, params=todo, synchronous=True)
+    if not clash:
+        return []
+    return [
+        f"the parent run keeps the analysis params of an earlier analysis for {', '.join(clash)} "
+        "(MLflow params never change); this analysis's settings are in its report and in the "
+        f"artifact {rs.ANALYSIS_ARTIFACTS}/settings.json"
+    ]
+
+
+def _signature(series: SweepSeries, settings: Mapping[str, str]) -> str:
     sigs = sorted(f"{r.info.run_id}={run_signature(r)}" for r in series.runs)
+    sigs.append(json.dumps(dict(settings), sort_keys=True))
     return hashlib.sha256("\n".join(sigs).encode()).hexdigest()[:16]
 
 
 def analyze_sweep(
-    uri: str, name: str, out_dir: str | Path, log_to_mlflow: bool = False
+    uri: str,
+    name: str,
+    out_dir: str | Path,
+    settings: Mapping[str, Any] | None = None,
+    log_to_mlflow: bool = False,
 ) -> SweepAnalysis:
     """Analyse sweep ``name`` from the MLflow store at ``uri`` into ``out_dir``.
 
-    Read-only unless ``log_to_mlflow``: then each run also gets its phase statistics and
-    verdicts, and the sweep's parent run the report, in MLflow.
+    ``settings`` override the sweep file's ``analysis:`` block (raises AnalysisSettingsError,
+    before the store is read, on an unknown setting or a bad value); the store is written only
+    with ``log_to_mlflow``.
     """
+    overrides = dict(settings or {})
+    make_config(overrides)
     out = Path(out_dir)
     cache = out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     series = fetch_series(uri, name, cache)
-    signature = _signature(series)
+    client = MlflowClient(uri)
+    block, source = _sweep_block(client, series.parent)
+    config = make_config({**block, **overrides})
+    if overrides:
+        source += ", then --set " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    used = as_params(config)
+    signature = _signature(series, used)
     stamp = cache / "outputs.json"
     before = json.loads(stamp.read_text()) if stamp.exists() else {}
-    logged = set(before.get("logged", [])) - set(series.fetched)
-    to_log = {r.info.run_id for r in series.runs} - logged if log_to_mlflow else set()
-    outputs = [out / "verdicts.csv", out / "comparisons.csv", out / "series.parquet"]
     if (
         not series.fetched
-        and not to_log
         and before.get("signature") == signature
-        and all(p.exists() for p in outputs)
+        and (before.get("logged") or not log_to_mlflow)
+        and all((out / f).exists() for f in before.get("files", ["-"]))
     ):
         return SweepAnalysis(
-            out,
-            pd.read_csv(out / "verdicts.csv"),
-            pd.read_csv(out / "comparisons.csv"),
-            before["display_cols"],
-            len(series.runs),
-            0,
-            True,
-        )
-    table = series.table
+            out, pd.read_csv(out / "verdicts.csv"), pd.read_csv(out / "claims.csv"),
+            pd.read_csv(out / "comparisons.csv"), before["display_cols"], len(series.runs), 0,
+            True, before["files"], used, False,
+        )  # fmt: skip
+    table = with_optional_columns(series.table)
     table.to_parquet(out / "series.parquet", index=False)
     config_cols = series.config_cols
-    phases = _phases(series, cache)
+    phases, computed = _phases(series, table, cache, config)
+    # runs whose statistics the store lacks: those computed now, or all of them when the last
+    # analysis did not log or logged other settings' values
+    logged_before = before.get("logged") and before.get("settings") == used
+    to_log = computed if logged_before else set(phases["run_id"])
     phases.to_csv(out / "phases.csv", index=False)
-    client = MlflowClient(uri)
     display = varying_columns(table, config_cols)
-    with_model = phases.assign(**{MODEL_AXIS: _model_label(phases)})
+    with_model = phases.assign(**{MODEL_AXIS: model_label(phases)})
+    reliable = with_model[~with_model["unreliable_reason"].fillna("").astype(bool)]
+    (out / "settings.json").write_text(json.dumps(used, indent=1))
     # Logging back waits on the store and drawing on worker processes: both go on in the
     # background while this thread computes the statistics.
     with ThreadPoolExecutor(2) as background:
-        back = background.submit(_log_back, client, uri, phases, to_log)
-        drawn = background.submit(
-            make_figures, table[table["epoch"] >= 1], with_model, display, out, default_workers()
+        logged = (
+            background.submit(_log_back, client, uri, phases, to_log, config)
+            if log_to_mlflow
+            else None
         )
-        verdicts = aggregate(phases, config_cols)
+        drawn = background.submit(
+            make_figures,
+            table[table["epoch"] >= 1],
+            with_model,
+            [*display, "estimator"],
+            out,
+            default_workers(),
+        )
+        verdicts = aggregate(phases, config_cols, config=config)
         verdicts.to_csv(out / "verdicts.csv", index=False)
-        comparisons = compare(with_model, comparison_columns(config_cols), KEY_STATS)
+        claims = claim_tests(phases, verdicts, config_cols, config)
+        claims.to_csv(out / "claims.csv", index=False)
+        robustness = robustness_table(verdicts, config_cols)
+        robustness.to_csv(out / "robustness.csv", index=False)
+        sensitivity, moved = sensitivity_table(table, phases, config_cols, config)
+        sensitivity.to_csv(out / "sensitivity.csv", index=False)
+        generalisation = generalisation_table(phases, config_cols, config)
+        generalisation.to_csv(out / "generalisation.csv", index=False)
+        comparisons = compare(
+            reliable,
+            comparison_columns(config_cols),
+            KEY_STATS,
+            fixed_cols=["estimator"],
+            alpha=config.alpha,
+            seed=config.random_seed,
+        )
         comparisons.to_csv(out / "comparisons.csv", index=False)
         figures = drawn.result()
-        back.result()
-    shown = verdicts[[*display, *[c for c in verdicts.columns if c not in config_cols]]]
+        if logged is not None:
+            logged.result()
+    points = generalisation_points(phases)
+    for estimator, part in points.groupby("estimator", sort=True):
+        path = out / "figures" / f"generalisation_{estimator}.png"
+        figures[f"Compression and generalisation: {estimator}"] = plot_generalisation(part, path)
+    keep = [*display, *[c for c in verdicts.columns if c not in config_cols]]
     report = write_report(
         out,
-        shown,
+        verdicts[keep],
         comparisons,
         figures,
-        {"title": f"ibsweep analysis: {name}", "sweep": name, "runs": len(series.runs)},
+        {
+            "title": f"ibsweep analysis: {name}",
+            "sweep": name,
+            "runs": len(series.runs),
+            "settings": source,
+        },
+        ReportTables(
+            claims=_shown(claims, display),
+            robustness=robustness[[*display, *robustness.columns[len(config_cols) :]]],
+            sensitivity=sensitivity[[*display, *sensitivity.columns[len(config_cols) :]]],
+            sensitivity_summary=moved,
+            generalisation=generalisation,
+            settings=used,
+        ),
     )
+    files = [*TABLES, report.name, "report.html"]
+    files += sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
+    notes = [] if "could not be read" not in source else [f"settings: {source}"]
     if log_to_mlflow and series.parent is not None:
         pid = series.parent.info.run_id
-        for path in (report, report.with_suffix(".html"), *outputs[:2], out / "phases.csv"):
-            client.log_artifact(pid, str(path), artifact_path=_ARTIFACT_PATH)
-        client.log_artifacts(pid, str(out / "figures"), artifact_path=f"{_ARTIFACT_PATH}/figures")
+        notes += _log_settings(client, series.parent, used)
+        for f in [*_LOGGED, report.name, "report.html"]:
+            client.log_artifact(pid, str(out / f), artifact_path=rs.ANALYSIS_ARTIFACTS)
+        client.log_artifacts(
+            pid, str(out / "figures"), artifact_path=f"{rs.ANALYSIS_ARTIFACTS}/figures"
+        )
     stamp.write_text(
         json.dumps(
-            {"signature": signature, "display_cols": display, "logged": sorted(logged | to_log)}
+            {"signature": signature, "display_cols": display, "files": files,
+             "logged": log_to_mlflow, "settings": used}
         )
-    )
+    )  # fmt: skip
     return SweepAnalysis(
-        out, verdicts, comparisons, display, len(series.runs), len(series.fetched), False
-    )
+        out, verdicts, claims, comparisons, display, len(series.runs), len(series.fetched),
+        False, files, used, log_to_mlflow, notes,
+    )  # fmt: skip
+
+
+def _shown(claims: pd.DataFrame, display: list[str]) -> pd.DataFrame:
+    """The claims with only the settings that vary between configurations."""
+    first = claims.columns.get_loc("layer")
+    settings = [c for c in claims.columns[2:first] if c in display]
+    return claims[["dnn_model", "bnn_model", *settings, *claims.columns[first:]]]

@@ -146,14 +146,24 @@ def main() -> None:
               f"{points / 1e6:.2f} M points in {time.perf_counter() - start:.0f} s")  # fmt: skip
         proc, uri = _server(folder, db)
         try:
-            bulk = _timed(lambda: analyze_sweep(uri, "bench", folder / "out-bulk"))
+            bulk = _timed(
+                lambda: analyze_sweep(uri, "bench", folder / "out-bulk", log_to_mlflow=True)
+            )
             client = MlflowClient(uri)
             for run_id, table in tables.items():  # what finished trials store over HTTP
                 store_series_table(client, run_id, table)
-            cold = _timed(lambda: analyze_sweep(uri, "bench", folder / "out-http"))
-            warm = _timed(lambda: analyze_sweep(uri, "bench", folder / "out-http"))
+            cold = _timed(
+                lambda: analyze_sweep(uri, "bench", folder / "out-http", log_to_mlflow=True)
+            )
+            warm = _timed(
+                lambda: analyze_sweep(uri, "bench", folder / "out-http", log_to_mlflow=True)
+            )
             # reports go to the parent run's artifacts, which the server holds
-            direct = _timed(lambda: analyze_sweep(f"sqlite:///{db}", "bench", folder / "out-sql"))
+            direct = _timed(
+                lambda: analyze_sweep(
+                    f"sqlite:///{db}", "bench", folder / "out-sql", log_to_mlflow=True
+                )
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

@@ -166,7 +166,7 @@ def test_detectors_recover_planted_peak_between_expansion_and_compression():
             return soft_hinge(u, 8.0, knot, up, -down)
 
         ity = rise(U, 0.1, 0.8, knot - 0.5, 0.25) + rng.normal(0, 0.03, U.size)
-        stats = layer_phases(EPOCHS, curve(U) + rng.normal(0, 0.1, U.size), ity, None, 12.0)
+        stats = layer_phases(EPOCHS, curve(U) + rng.normal(0, 0.1, U.size), ity)
         peak = DENSE[np.argmax(curve(DENSE))]
         assert abs(np.log10(stats.boundary_peak) - peak) < 0.15
         assert abs(np.log10(stats.boundary_segments) - knot) < 0.15
@@ -188,7 +188,7 @@ def test_detectors_recover_planted_onset_of_compression_without_expansion():
             return soft_hinge(u, 3.0, knot, 0.0, -down, knot2=end)
 
         ity = rise(U, 0.1, 0.8, knot, 0.25) + rng.normal(0, 0.03, U.size)
-        stats = layer_phases(EPOCHS, curve(U) + rng.normal(0, 0.1, U.size), ity, None, 12.0)
+        stats = layer_phases(EPOCHS, curve(U) + rng.normal(0, 0.1, U.size), ity)
         onset = onset_truth(curve, CONFIG.onset_fraction)
         errors.append(
             [
@@ -213,7 +213,7 @@ def test_fitting_epochs_match_the_analytic_sigmoid():
         mid, width = rng.uniform(1.0, 2.5), rng.uniform(0.15, 0.35)
         ity = rise(U, 0.1, 0.8, mid, width) + rng.normal(0, 0.01, U.size)
         ixt = 5.0 + rng.normal(0, 0.1, U.size)
-        stats = layer_phases(EPOCHS, ixt, ity, None, 12.0)
+        stats = layer_phases(EPOCHS, ixt, ity)
         assert abs(np.log10(stats.t50) - sigmoid_t_q(0.5, 0.1, 0.8, mid, width)) < 0.1
         assert abs(np.log10(stats.t95) - sigmoid_t_q(0.95, 0.1, 0.8, mid, width)) < 0.3
         assert stats.i_ty_rise == pytest.approx(0.8, abs=0.1)
@@ -229,7 +229,7 @@ def test_snr_transition_is_the_midpoint_of_the_fall_of_log_snr():
 
         snr = 10 ** (log_snr(U) + rng.normal(0, 0.15, U.size))
         ity = rise(U, 0.1, 0.8, 1.5, 0.25)
-        stats = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, snr, 12.0)
+        stats = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, snr)
         half = 0.5 * (log_snr(0.0) + log_snr(4.0))
         truth = mid + 0.2 * np.arctanh((0.25 - half) / 0.75)
         assert abs(np.log10(stats.snr_transition) - truth) < 0.15
@@ -237,8 +237,8 @@ def test_snr_transition_is_the_midpoint_of_the_fall_of_log_snr():
 
 def test_snr_without_a_fall_or_missing_gives_no_transition():
     ity = rise(U, 0.1, 0.8, 1.5, 0.25)
-    flat = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, np.full(U.size, 3.0), 12.0)
-    missing = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, np.full(U.size, np.nan), 12.0)
+    flat = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, np.full(U.size, 3.0))
+    missing = layer_phases(EPOCHS, np.full(U.size, 5.0), ity, np.full(U.size, np.nan))
     assert np.isnan(flat.snr_transition)
     assert np.isnan(missing.snr_transition)
 
@@ -246,29 +246,46 @@ def test_snr_without_a_fall_or_missing_gives_no_transition():
 def test_no_compression_leaves_every_boundary_undefined():
     rng = np.random.default_rng(5)
     ixt = soft_hinge(U, 6.0, 2.0, 0.8, 0.0) + rng.normal(0, 0.1, U.size)
-    stats = layer_phases(EPOCHS, ixt, rise(U, 0.1, 0.8, 1.5, 0.25), None, 12.0)
+    stats = layer_phases(EPOCHS, ixt, rise(U, 0.1, 0.8, 1.5, 0.25))
     assert stats.compression < CONFIG.min_compression_bits
     for name in ("boundary_peak", "boundary_segments", "boundary_changepoint"):
         assert np.isnan(getattr(stats, name))
     assert np.isnan(stats.compression_onset)
-    assert not stats.saturated
 
 
 def test_flat_label_information_leaves_fitting_undefined():
     ixt = soft_hinge(U, 6.0, 2.0, 0.0, -1.0)
-    stats = layer_phases(EPOCHS, ixt, np.full(U.size, 0.3), None, 12.0)
+    stats = layer_phases(EPOCHS, ixt, np.full(U.size, 0.3))
     assert np.isnan(stats.t50) and np.isnan(stats.t95) and np.isnan(stats.expansion)
     assert stats.compression > 1.0
 
 
-def test_saturation_flag_needs_the_whole_run_at_the_ceiling():
-    rng = np.random.default_rng(6)
-    ity = rise(U, 0.1, 0.8, 1.5, 0.25)
-    at_ceiling = 12.0 - np.abs(rng.normal(0, 0.03, U.size))
-    below = at_ceiling - 0.5
-    assert layer_phases(EPOCHS, at_ceiling, ity, None, 12.0).saturated
-    assert not layer_phases(EPOCHS, below, ity, None, 12.0).saturated
-    assert not layer_phases(EPOCHS, at_ceiling, ity, None, float("nan")).saturated
+def test_epoch_zero_gives_the_start_values():
+    """The untrained network's measured values are the start: the base of expansion, of t_q and
+    of the peak (a BNN's I(X;T) can jump by a bit between epoch 0 and 1)."""
+    rng = np.random.default_rng(11)
+    ity_later = rise(U, 0.3, 0.6, 1.8, 0.2) + rng.normal(0, 0.005, U.size)
+    flat = 5.0 + rng.normal(0, 0.02, U.size)
+    epochs = np.r_[0.0, EPOCHS]
+    jump = layer_phases(epochs, np.r_[4.0, flat], np.r_[0.0, ity_later])
+    assert jump.i_xt_start == 4.0 and jump.i_ty_start == 0.0  # measured, not smoothed
+    assert jump.expansion == pytest.approx(1.0, abs=0.05)  # from epoch 0, not from epoch 1
+    assert jump.i_ty_rise == pytest.approx(0.9, abs=0.02)  # max minus epoch 0's 0.0
+    # t50: where I(T;Y) reaches 0 + 0.5 x 0.9 = 0.45, i.e. a quarter of the later sigmoid rise
+    assert np.log10(jump.t50) == pytest.approx(1.8 + 0.2 * np.log(0.25 / 0.75), abs=0.05)
+    without = layer_phases(EPOCHS, flat, ity_later)
+    assert abs(without.expansion) < 0.1 and without.i_ty_start > 0.25
+    fall = layer_phases(epochs, np.r_[8.0, flat], np.r_[0.0, ity_later])
+    assert fall.peak_epoch == 0.0 and fall.i_xt_peak == 8.0
+    assert fall.compression == pytest.approx(3.0, abs=0.05)
+    assert fall.compression_before_t95 == pytest.approx(3.0, abs=0.05)
+    assert np.isnan(fall.boundary_peak)  # a start value is no peak standing out of the start
+    df = pd.DataFrame(
+        {"epoch": epochs, "i_xt": np.r_[4.0, flat], "i_ty": np.r_[0.0, ity_later]}
+    ).assign(run_id="r", layer=1, seed=0, n_layers=1, ceiling=12.0, grad_snr=np.nan, cfg="x")
+    row = run_phases(df, ["cfg"]).iloc[0]
+    for name in PHASE_STATS:
+        assert row[name] == pytest.approx(getattr(jump, name), rel=1e-9, nan_ok=True), name
 
 
 def series_table(rng, runs):
@@ -303,7 +320,8 @@ def test_run_phases_gives_one_row_per_run_and_layer_independent_of_row_order():
     cols = ["model.activation", "data.name"]
     out = run_phases(df, cols)
     assert len(out) == 6
-    assert list(out.columns[:6]) == ["run_id", *cols, "seed", "n_layers", "layer"]
+    assert list(out.columns[:7]) == ["run_id", *cols, "seed", "n_layers", "estimator", "layer"]
+    assert (out["estimator"] == "default").all()  # a table without the column: one estimator
     assert set(PHASE_STATS) <= set(out.columns)
     assert out.loc[out["run_id"] == "c", "model.activation"].isna().all()
     assert out["snr_transition"].isna().all()
@@ -311,22 +329,24 @@ def test_run_phases_gives_one_row_per_run_and_layer_independent_of_row_order():
     pd.testing.assert_frame_equal(out, shuffled)
 
 
-def test_run_phases_rejects_missing_columns_and_epoch_zero():
+def test_run_phases_rejects_missing_columns_and_negative_epochs():
     df = series_table(np.random.default_rng(8), [("a", "tanh", 0)])
     with pytest.raises(SeriesTableError, match="i_ty"):
         run_phases(df.drop(columns="i_ty"), ["model.activation"])
     with pytest.raises(SeriesTableError, match=r"model\.kind"):
         run_phases(df, ["model.kind"])
     bad = df.copy()
-    bad.loc[0, "epoch"] = 0
-    with pytest.raises(SeriesTableError, match="epoch"):
+    bad.loc[0, "epoch"] = -1
+    with pytest.raises(SeriesTableError, match="epochs must be >= 0"):
         run_phases(bad, ["model.activation"])
 
 
 def test_run_phases_warns_and_leaves_nan_for_a_run_too_short_to_read():
     df = series_table(np.random.default_rng(9), [("a", "tanh", 0), ("b", "tanh", 1)])
     short = df[(df["run_id"] == "a") | (df["epoch"] <= 2)]
-    with pytest.warns(UserWarning, match="run b layer [12]: a trajectory needs at least 3"):
+    with pytest.warns(
+        UserWarning, match="run b estimator default layer [12]: a trajectory needs at least 3"
+    ):
         out = run_phases(short, ["model.activation"])
     b = out[out["run_id"] == "b"]
     assert len(b) == 2
@@ -351,8 +371,38 @@ def test_run_phases_computes_each_trajectory_as_layer_phases_does():
     out = run_phases(df, ["cfg"]).set_index("run_id")
     for frame in frames:
         one = layer_phases(
-            frame["epoch"].to_numpy(float), frame["i_xt"], frame["i_ty"], frame["grad_snr"], 12.0
+            frame["epoch"].to_numpy(float), frame["i_xt"], frame["i_ty"], frame["grad_snr"]
         )
         row = out.loc[frame["run_id"].iloc[0]]
         for name in PHASE_STATS:
             assert row[name] == pytest.approx(getattr(one, name), rel=1e-9, nan_ok=True), name
+
+
+def test_run_phases_keeps_estimators_apart():
+    """A panel measures each layer with several estimators: one trajectory per estimator,
+    never pooled, each computed as layer_phases computes it alone."""
+    rng = np.random.default_rng(12)
+    epochs = np.r_[0.0, EPOCHS]
+    u = np.log10(np.maximum(epochs, 1))
+    curves = {
+        "bin30": soft_hinge(u, 6.0, 2.0, 1.0, -1.2),  # rises, then falls
+        "sign": soft_hinge(u, 4.0, 2.0, 0.0, -1.0),  # flat, then falls
+    }
+    frames = [
+        pd.DataFrame(
+            {"epoch": epochs, "i_xt": ixt + rng.normal(0, 0.05, u.size),
+             "i_ty": rise(u, 0.1, 0.8, 1.5, 0.25), "grad_snr": np.nan, "estimator": name,
+             "n_states": 100.0, "i_ty_perm": 0.01, "layer_ceiling": 10.0}
+        )
+        for name, ixt in curves.items()
+    ]  # fmt: skip
+    df = pd.concat(frames).assign(run_id="r", layer=1, seed=0, n_layers=2, ceiling=12.0, cfg="x")
+    out = run_phases(df, ["cfg"]).set_index("estimator")
+    assert sorted(out.index) == ["bin30", "sign"]
+    for frame in frames:
+        one = layer_phases(frame["epoch"], frame["i_xt"], frame["i_ty"])
+        row = out.loc[frame["estimator"].iloc[0]]
+        for name in PHASE_STATS:
+            assert row[name] == pytest.approx(getattr(one, name), rel=1e-9, nan_ok=True), name
+    assert out.loc["bin30", "expansion"] > 0.5 > out.loc["sign", "expansion"]
+    assert (out["layer_ceiling"] == 10.0).all() and (out["unreliable_reason"] == "").all()

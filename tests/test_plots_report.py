@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from ibsweep.analysis.claims import claim_tests
+from ibsweep.analysis.generalisation import generalisation_points, generalisation_table
 from ibsweep.analysis.phases import run_phases
 from ibsweep.analysis.plots import (
     DPI,
@@ -20,11 +22,15 @@ from ibsweep.analysis.plots import (
     configurations,
     make_figures,
     plot_comparison,
+    plot_generalisation,
     plot_information_plane,
     plot_trajectories,
     select,
 )
-from ibsweep.analysis.report import write_report
+from ibsweep.analysis.report import ReportTables, write_report
+from ibsweep.analysis.robustness import robustness_table
+from ibsweep.analysis.sensitivity import sensitivity_table
+from ibsweep.analysis.settings import AnalysisConfig, as_params
 from ibsweep.analysis.statistics import aggregate, compare
 
 CONFIG_COLS = ["model.kind", "model.activation"]
@@ -61,6 +67,8 @@ def tables():
                             "i_ty": 0.1 + 0.7 * sig((u - 1.4) / 0.2) / layer,
                             "grad_snr": 10 ** (0.5 - 0.7 * np.tanh((u - 1.8) / 0.2)),
                             "ceiling": 12.0,
+                            "train_acc": 0.9 + 0.01 * seed,
+                            "test_acc": 0.85 + 0.02 * seed,
                         }
                     )
                 )
@@ -131,9 +139,12 @@ def test_plots_reject_an_unknown_configuration(tables, tmp_path):
         plot_information_plane(series, {"model.kind": "cnn"}, tmp_path / "x.png")
 
 
+CONFIG = AnalysisConfig(bootstrap_draws=200, min_correlation_runs=3)
+
+
 def test_report_has_tables_and_links_every_figure(tables, tmp_path):
     series, phases = tables
-    summary = aggregate(phases, CONFIG_COLS, n_boot=200)
+    summary = aggregate(phases, CONFIG_COLS, config=CONFIG)
     comparisons = compare(phases, ["model.kind"])
     figures = make_figures(series, phases, CONFIG_COLS, tmp_path)
     assert len(figures) == 1 + 2 * 2
@@ -144,8 +155,8 @@ def test_report_has_tables_and_links_every_figure(tables, tmp_path):
         assert heading in md
     verdict_rows = [line for line in md.splitlines() if re.match(r"\| (dnn|bnn) \|", line)]
     assert len(verdict_rows) == 2 * 2 * 3  # verdict and statistics tables, 2 configs x 3 layers
-    assert "| dnn | tanh | 2 | 3 | separate |" in md
-    assert "| bnn | n/a | 2 | 3 | simultaneous |" in md
+    assert "| dnn | tanh | default | 2 | 3 | separate |" in md
+    assert "| bnn | n/a | default | 2 | 3 | simultaneous |" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == len(figures)
     for link in links:
@@ -157,14 +168,50 @@ def test_report_has_tables_and_links_every_figure(tables, tmp_path):
     assert "| model.kind | bnn | dnn | 2 | expansion |" in md
 
 
+def test_report_opens_with_the_claims_and_has_every_section(tables, tmp_path):
+    series, phases = tables
+    summary = aggregate(phases, CONFIG_COLS, config=CONFIG)
+    claims = claim_tests(phases, summary, CONFIG_COLS, CONFIG)
+    assert len(claims) == 2 * 2  # one dnn-bnn pair, hidden layers 1 and 2, two statistics
+    sensitivity, moved = sensitivity_table(series, phases, CONFIG_COLS, CONFIG)
+    extra = ReportTables(
+        claims=claims,
+        robustness=robustness_table(summary, CONFIG_COLS),
+        sensitivity=sensitivity,
+        sensitivity_summary=moved,
+        generalisation=generalisation_table(phases, CONFIG_COLS, CONFIG),
+        settings=as_params(CONFIG),
+    )
+    md = write_report(tmp_path, summary, compare(phases, ["model.kind"]), [], {}, extra)
+    headings = [line for line in md.read_text().splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Claims"
+    for heading in ("Verdicts", "Robustness across estimators", "Sensitivity to thresholds",
+                    "Compression and generalisation", "Settings"):  # fmt: skip
+        assert f"## {heading}" in headings
+    text = md.read_text()
+    assert "| dnn-tanh | bnn-nan | 1 | default | expansion |" in text
+    assert "| min_compression_bits | 0.25 |" in text and "| undertrained_floor | 0.8 |" in text
+
+
+def test_generalisation_figure(tables, tmp_path):
+    _, phases = tables
+    points = generalisation_points(phases)
+    path = plot_generalisation(points, tmp_path / "gen.png")
+    assert png_size(path) == (round((2.6 * 3 + 0.6) * DPI), round(5.0 * DPI))
+    assert_drawn(path)
+    with pytest.raises(PlotInputError, match="no runs"):
+        plot_generalisation(points.iloc[:0], tmp_path / "none.png")
+
+
 def test_report_says_when_nothing_is_compared(tables, tmp_path):
     _, phases = tables
-    summary = aggregate(phases, CONFIG_COLS, n_boot=50)
+    summary = aggregate(phases, CONFIG_COLS, config=AnalysisConfig(bootstrap_draws=100))
     comparisons = compare(phases, CONFIG_COLS)
     assert comparisons.empty  # the two configurations differ in both columns
     md = write_report(tmp_path, summary, comparisons, [], {}).read_text()
     assert md.startswith("# Phase analysis\n")
     assert "nothing to compare" in md
+    assert "there is no claim to test" in md
 
 
 def test_plotting_leaves_pyplot_alone(tmp_path):

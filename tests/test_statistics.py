@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ibsweep.analysis.settings import AnalysisConfig
 from ibsweep.analysis.statistics import (
     StatisticsInputError,
     aggregate,
@@ -92,7 +93,8 @@ def test_aggregate_gives_median_interval_and_counts_per_configuration():
             "expansion": [*range(1, 11), 0.0, 0.1, np.nan, 0.2],
         }
     )
-    out = aggregate(df, ["model.activation"], stats=["expansion"], n_boot=500)
+    config = AnalysisConfig(bootstrap_draws=500)
+    out = aggregate(df, ["model.activation"], stats=["expansion"], config=config)
     tanh = out.set_index("model.activation").loc["tanh"]
     assert tanh["expansion_median"] == 5.5
     assert tanh["expansion_ci_low"] <= 5.5 <= tanh["expansion_ci_high"]
@@ -102,7 +104,15 @@ def test_aggregate_gives_median_interval_and_counts_per_configuration():
     ste = out.set_index("model.activation").loc["ste"]
     assert ste["expansion_median"] == pytest.approx(0.1)
     assert ste["expansion_n"] == 3 and ste["n_seeds"] == 4
-    assert ste["verdict"] == "separate"  # compression after the fit, no expansion
+    # 3 of 4 seeds: compression after the fit, no expansion; the fourth is undetermined (no
+    # expansion read), and a 3/1 split reproduces in P(Bin(4, 0.75) >= 3) = 0.74 < 0.8 of draws
+    assert (
+        ste["plurality"] == "late compression"
+        and ste["split"] == "late compression 3, undetermined 1"
+    )
+    assert ste["reproducibility"] == pytest.approx(0.738, abs=0.03)
+    assert ste["verdict"] == "undetermined"
+    assert (out["estimator"] == "default").all()
 
 
 def test_compare_finds_a_planted_difference_between_ten_seeds_each():
@@ -147,6 +157,23 @@ def test_compare_adjusts_within_each_statistic_or_over_all_rows():
     assert (per_stat["p_adjusted"] < overall["p_adjusted"]).any()
     with pytest.raises(StatisticsInputError, match="family must be 'stat' or 'all'"):
         compare(df, cols, stats=stats, family="layer")
+
+
+def test_compare_holds_fixed_columns_equal_and_never_an_axis():
+    rng = np.random.default_rng(6)
+    df = pd.concat(
+        [
+            phase_table({("tanh", "w"): (0.0, 6), ("ste", "w"): (1.0, 6)}, rng).assign(
+                estimator=name
+            )
+            for name in ("bin30", "sign")
+        ]
+    )
+    out = compare(df, ["model.activation", "model.widths"], ["expansion"], ["estimator"])
+    assert len(out) == 2 and set(out["axis"]) == {"model.activation"}
+    assert sorted(out["estimator"]) == ["bin30", "sign"]
+    pooled = compare(df, ["estimator", "model.activation", "model.widths"], ["expansion"])
+    assert "estimator" in set(pooled["axis"])  # without fixed_cols it would be an axis
 
 
 def test_compare_pairs_only_configurations_that_differ_in_one_column():

@@ -107,9 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output folder (default: ./ibsweep-results/NAME)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="an analysis setting (repeatable), over the sweep file's analysis: block, "
+        "e.g. --set min_compression_bits=0.5",
+    )
+    p.add_argument(
         "--log-to-mlflow",
         action="store_true",
-        help="also log each run's phase statistics and verdicts, and the report, to MLflow "
+        help="write statistics, verdicts, report and settings into the MLflow store "
         "(default: read-only)",
     )
 
@@ -155,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "analyze":
             from ibsweep.sweep.cli.analyze_command import analyze_command
 
-            return analyze_command(args.name, args.tracking_uri, args.out, args.log_to_mlflow)
+            return analyze_command(
+                args.name, args.tracking_uri, args.out, args.settings, args.log_to_mlflow
+            )
         if args.command == "submit":
             from ibsweep.sweep.cli.submit_command import submit_command
 

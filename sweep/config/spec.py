@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ibsweep.analysis.estimators import make_estimator
+from ibsweep.analysis.settings import AnalysisConfig
 from ibsweep.examples import example_path, examples
 from ibsweep.models.config import ACTIVATIONS, KINDS, describe_validation_error
 from ibsweep.models.datasets import DATASETS
@@ -246,6 +247,8 @@ class SweepSpec(_Strict):
     max_failures: int = Field(2, ge=0)
     seeds_per_trial: int = Field(1, gt=0)
     search: SearchSpec | None = None
+    # every setting of the analysis (analysis.settings); `ibsweep analyze --set` overrides
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @field_validator("name")
     @classmethod
@@ -272,7 +275,8 @@ class SweepSpec(_Strict):
 
     def digest(self) -> str:
         """A short hash of the normalised spec: the same sweep gives the same digest."""
-        data = self.model_dump(mode="json")
+        # the analysis reads the runs afterwards: its settings are not what the sweep computes
+        data = self.model_dump(mode="json", exclude={"analysis"})
         # retry_s is how a run copes with outages, not what it computes
         data["tracking"] = self.tracking.model_dump(exclude_none=True, exclude={"retry_s"})
         text = json.dumps(data, sort_keys=True)

@@ -140,7 +140,7 @@ def prepare_execution(
                 "sweep.seeds_per_trial": spec.seeds_per_trial,
             },
         )
-        client.log_artifact(parent_id, str(spec_path), artifact_path="sweep")
+        client.log_artifact(parent_id, str(spec_path), artifact_path=rs.SPEC_ARTIFACTS)
     else:
         parent_id = parent.info.run_id
         tune_path = parent.data.tags[rs.TUNE_PATH]
