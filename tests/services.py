@@ -265,6 +265,11 @@ def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict |
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # what ibsweep's trials need (sweep.cluster.ray_cluster.worker_env), set on the nodes
+        # themselves: a driver then passes no runtime environment, whose workers start cold
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "RAY_CHDIR_TO_TRIAL_DIR": "0",
         # a job's entrypoint (`ibsweep run ...`) finds this interpreter's ibsweep first
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }

@@ -1,6 +1,5 @@
 """Sweeps end to end on a real local Ray and real MLflow stores (SQLite and a server)."""
 
-import os
 import shutil
 import signal
 import subprocess
@@ -100,8 +99,8 @@ def _wait_for(predicate, timeout, proc):
     return False
 
 
-def test_resume_after_sigkill_is_exactly_once(tmp_path):
-    """Local Ray: the driver killed while one run has finished and the other is mid-way."""
+def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
+    """The driver killed while one run has finished and the other is mid-way."""
     spec = {
         **SMALL,
         "name": "resume",
@@ -118,12 +117,10 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path):
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **holds.env(epochs=[30], labels=["dnn-relu"])},
+        env={**shared_ray.driver_env, **holds.env(epochs=[30], labels=["dnn-relu"])},
     )
-    family = []
 
     def one_finished_one_held():
-        family[:] = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(True)]
         try:
             _, _, children = sweep_runs(uri, "resume")
         except Exception:
@@ -137,13 +134,10 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path):
         finished_before = {
             r.info.run_id: r.info.end_time for r in before if r.info.status == "FINISHED"
         }
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
     finally:
-        for p in family:  # the Ray processes this driver started, orphaned by SIGKILL
-            if p.is_running():
-                kill_tree(p)
-    second = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+        driver.send_signal(signal.SIGKILL)  # Ray ends the killed driver's trials with it
+        driver.wait(30)
+    second = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming sweep 'resume'" in second.stderr
     client, parents, children = sweep_runs(uri, "resume")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ibsweep.sweep.errors import UsageError
 from ibsweep.sweep.tracking.uri import fail_fast_http_env
+from ibsweep.sweep.tuning.test_hold import ENV as TEST_HOLD_ENV
 
 DEFAULT_STORAGE = ".ibsweep/tune"
 
@@ -98,20 +101,22 @@ def enable_ray_token() -> bool:
 def init_ray(address: str | None, cpus: int | None = None) -> None:
     """Connect to a cluster (``--address`` or RAY_ADDRESS), else start local Ray.
 
-    The job's workers get the environment the trials need (``worker_env``); this process's
-    own environment is left as it is.
+    Trials' workers get the environment they need (``worker_env``); this process's own
+    environment is as it was afterwards. Local Ray's workers inherit it from the Ray processes
+    started here (set only while they start: a job's runtime environment would cost every
+    worker a cold start); a cluster's get it as the job's runtime environment.
     """
     address = address or os.environ.get("RAY_ADDRESS")
     import ray
 
-    kwargs = {
-        "logging_level": logging.WARNING,
-        "log_to_driver": False,
-        "runtime_env": {"env_vars": worker_env()},
-    }
+    kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    env = worker_env()
     if not address:
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+        with _environ(env):
+            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
         return
+    if env:
+        kwargs["runtime_env"] = {"env_vars": env}
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError) as err:
@@ -122,16 +127,27 @@ def init_ray(address: str | None, cpus: int | None = None) -> None:
         ) from None
 
 
-def ibsweep_env() -> dict[str, str]:
-    """This process's ``IBSWEEP_*`` variables: they reach every trial (``IBSWEEP_DATA_DIR``...)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("IBSWEEP_")}
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set for the duration of the block, then removed again."""
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in values:
+            os.environ.pop(key, None)
+
+
+def test_env() -> dict[str, str]:
+    """The trials' test hook, if this process asks for it (``sweep.tuning.test_hold``)."""
+    return {TEST_HOLD_ENV: os.environ[TEST_HOLD_ENV]} if TEST_HOLD_ENV in os.environ else {}
 
 
 def worker_env() -> dict[str, str]:
-    """Environment variables of every trial's worker: MLflow fails fast (the sink retries),
-    trials run in the driver's folder (paths in the sweep stay valid), and the driver's
-    ``IBSWEEP_*`` variables, also on a cluster whose nodes were started elsewhere."""
-    env = {**ibsweep_env(), **fail_fast_http_env()}
+    """What every trial's worker needs in its environment and this process does not set:
+    MLflow fails fast (the sink retries), trials run in the driver's folder, and the trials'
+    test hook if asked for."""
+    env = {**test_env(), **fail_fast_http_env()}
     if "RAY_CHDIR_TO_TRIAL_DIR" not in os.environ:
         env["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     return env

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibsweep.analysis import run_schema as rs
-from ibsweep.sweep.cluster.ray_cluster import ibsweep_env, ray_token_on
+from ibsweep.sweep.cluster.ray_cluster import ray_token_on, test_env
 from ibsweep.sweep.config.grid import expand
 from ibsweep.sweep.config.spec import load_spec, sweep_file, uri_has_password
 from ibsweep.sweep.errors import UsageError
@@ -95,7 +95,7 @@ def submit_sweep(file: str | Path, address: str | None, tracking_uri: str | None
                 runtime_env={
                     "working_dir": folder,
                     "env_vars": {
-                        **ibsweep_env(),
+                        **test_env(),
                         "PYTHONUNBUFFERED": "1",
                         # the driver adds the trials' variables to the job's own (init_ray)
                         "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",

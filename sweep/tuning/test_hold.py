@@ -1,7 +1,7 @@
 """A test hook: trials hold at chosen epochs, so tests can act on a sweep at a known moment.
 
-Set ``IBSWEEP_TEST_HOLD`` in the driver's environment (it reaches every trial's worker, as
-every ``IBSWEEP_*`` variable does) to JSON: ``{"dir": FOLDER, "epochs": [E, ...]}``, with an
+Set ``IBSWEEP_TEST_HOLD`` in the driver's environment (it reaches every trial's worker, on
+local Ray and on a cluster) to JSON: ``{"dir": FOLDER, "epochs": [E, ...]}``, with an
 optional ``"labels": [TEXT, ...]`` that limits the hold to trials whose label contains one of
 them. A trial that reaches epoch E takes a checkpoint there and, once the checkpoint is saved
 (so MLflow holds every point up to E and Tune holds the state), creates
