@@ -14,7 +14,7 @@ from ibsweep.analysis.estimators import (
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.models.datasets import load_dataset
 from ibsweep.models.training import Trainer
-from ibsweep.sweep.training.meter import LayerInfo, LayerMeter
+from ibsweep.sweep.training.meter import LayerMeter, permuted_labels
 
 N_SEEDS, N = 3, 600
 
@@ -132,15 +132,47 @@ def test_bad_input_raises_the_estimators_error():
 def test_layer_meter_on_a_training_run(model, measure_on):
     trainer = Trainer(model, TrainConfig(epochs=2), load_dataset("tishby"), [0, 1], measure_on)
     record = list(trainer.run())[-1]
-    meter = LayerMeter(model)
+    panel = {"bin30": ("binning", {}), "sign": ("binning", {"n_bins": 2}), "exact": ("exact", {})}
     labels = trainer.measure_labels
-    got = meter.measure(record.layers, labels, trainer.seeds)
-    assert [len(row) for row in got] == [trainer.n_layers] * 2
-    for s in range(2):
-        for li, est in enumerate(meter.estimators):
-            ref = est.estimate(record.layers[li][s], labels[s])
-            info = got[s][li]
-            assert isinstance(info, LayerInfo)
-            assert info.i_xt == pytest.approx(ref.i_xt, abs=1e-9)
-            assert info.i_ty == pytest.approx(ref.i_ty, abs=1e-9)
-            assert (info.n_states, info.saturated) == (ref.n_states, ref.saturated)
+    perm = permuted_labels(labels, trainer.seeds)
+    for meter in (LayerMeter(model), LayerMeter(model, panel=panel)):
+        got = meter.estimate(record.layers, labels, perm)
+        assert list(got) == list(meter.members)
+        for member, ests in meter.estimators.items():
+            for s in range(2):
+                for li, est in enumerate(ests):
+                    ref = est.estimate(record.layers[li][s], labels[s])
+                    one = got[member]
+                    assert one.i_xt[s, li] == pytest.approx(ref.i_xt, abs=1e-9)
+                    assert one.i_ty[s, li] == pytest.approx(ref.i_ty, abs=1e-9)
+                    assert (one.n_states[s, li], one.saturated[s, li]) == (
+                        ref.n_states,
+                        ref.saturated,
+                    )
+                    shuffled = est.estimate(record.layers[li][s], perm[s])
+                    assert one.i_ty_perm[s, li] == pytest.approx(shuffled.i_ty, abs=1e-9)
+
+
+def test_panel_members_take_the_layer_types_range_policy():
+    panel = {"sign": ("binning", {"n_bins": 2}), "wide": ("binning", {"range": "layer"})}
+    tanh = LayerMeter(ModelConfig(), panel=panel).describe()
+    assert tanh["sign"][0] == "binning(n_bins=2,range=fixed,lo=-1,hi=1)"
+    assert tanh["sign"][-1] == "binning(n_bins=2,range=fixed,lo=0,hi=1)"  # the softmax
+    assert tanh["wide"][0] == "binning(n_bins=30,range=layer)"  # range given: taken whole
+    relu = LayerMeter(ModelConfig(activation="relu"), panel=panel).describe()
+    assert relu["sign"][0] == "binning(n_bins=2,range=layer)"
+    bnn = LayerMeter(ModelConfig(kind="bnn", activation="ste"))
+    assert bnn.describe()["default"] == ["exact()"] * 6  # the output counted exactly too
+    assert bnn.max_bits((10, 7, 5, 4, 3, 2))["default"] == [10, 7, 5, 4, 3, 3]
+    assert LayerMeter(ModelConfig(), panel=panel).max_bits((10, 7, 5, 4, 3, 2))["sign"] == [
+        10, 7, 5, 4, 3, 2,
+    ]  # fmt: skip
+
+
+def test_the_permutation_is_fixed_per_seed():
+    labels = np.tile(np.arange(50) % 3, (2, 1))
+    a, b = permuted_labels(labels, [4, 5]), permuted_labels(labels, [4, 5])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a[0], a[1])  # each seed its own permutation
+    np.testing.assert_array_equal(np.sort(a, axis=1), np.sort(labels, axis=1))
+    np.testing.assert_array_equal(permuted_labels(labels[1:], [5]), a[1:])

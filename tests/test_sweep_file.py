@@ -65,6 +65,25 @@ FAULTS = [
     (_with("mi.estimator", "magic"), "unknown estimator 'magic'"),
     (_with("mi.estimator", {"name": "binning", "n_bins": -1}), "n_bins"),
     (_with("grid.dataset", ["mnist"]), "mnist"),  # no MNIST files here
+    (_with("mi.estimator", {"name": "binning", "range": "global"}), "mi.estimator: binning("),
+    (_with("mi.estimators", {"sign": {"name": "magic"}}), "mi.estimators.sign: unknown estima"),
+    (_with("mi.estimators", {"sign": {"name": "binning", "n_bin": 2}}), "unknown parameter"),
+    (_with("mi.estimators", {"sign": {"n_bins": 2}}), "sign: give the estimator as 'name'"),
+    (_with("mi.estimators", {"bad-name": {"name": "exact"}}), "'bad-name' is not a usable"),
+    (_with("mi.estimators", {"a": {"name": "exact"}, "A": {"name": "kde"}}), "only in case"),
+    (_with("mi.estimators", {"default": {"name": "exact"}}), "'default' is reserved"),
+    (_with("mi.estimators", {"layer2": {"name": "exact"}}), "'layer2' is reserved"),
+    (_with("mi.estimators", {}), "name at least one member"),
+    (
+        _with(
+            "mi.estimators", {"ok": {"name": "exact"}, "g": {"name": "binning", "range": "global"}}
+        ),
+        "mi.estimators.g: binning(n_bins=30,range=global) needs every epoch's activations",
+    ),
+    (
+        _with("mi", {"every": 1, "estimator": "exact", "estimators": {"e": {"name": "exact"}}}),
+        "mi: give either estimator (one for every layer) or estimators (a panel), not both",
+    ),
 ]
 
 
