@@ -113,8 +113,13 @@ def run_params(
     for member, descriptions in meter.describe().items():
         for k, (desc, bits) in enumerate(zip(descriptions, member_bits[member], strict=True), 1):
             params[rs.estimator_param(k, member)] = desc
-            params[rs.max_bits_param(k, member)] = f"{bits:g}"
+            params[rs.max_bits_param(k, member)] = _shortest(bits)
     return {k: str(v) for k, v in params.items()}
+
+
+def _shortest(value: float) -> str:
+    """A float as text that reads back exactly: 3, 9.813781191217037, inf."""
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def prepare_execution(
