@@ -8,6 +8,7 @@ import pytest
 from ibsweep.analysis.estimators import (
     EstimatorInputError,
     default_estimator,
+    estimate_panel,
     estimate_stacked,
     make_estimator,
 )
@@ -176,3 +177,30 @@ def test_the_permutation_is_fixed_per_seed():
     assert not np.array_equal(a[0], a[1])  # each seed its own permutation
     np.testing.assert_array_equal(np.sort(a, axis=1), np.sort(labels, axis=1))
     np.testing.assert_array_equal(permuted_labels(labels[1:], [5]), a[1:])
+
+
+def test_a_panel_gives_each_members_numbers_alone():
+    """Members share a layer's pass (and exact counting learns from a binning that already
+    told every row apart) without changing any member's numbers."""
+    rng = np.random.default_rng(9)
+    wide = np.tanh(rng.normal(scale=2, size=(N_SEEDS, N, 12))).astype(np.float32)  # injective
+    narrow = np.round(_stack("tanh", 3), 1)  # few distinct rows
+    mixed = wide.copy()
+    mixed[1, : N // 2] = mixed[1, 0]  # one seed with a repeated row
+    layers = [wide, narrow, mixed]
+    y = _labels(True)
+    perm = _labels(False)
+    panel = {
+        "exact": [make_estimator("exact")] * 3,
+        "bin30": [default_estimator("tanh")] * 3,
+        "same": [default_estimator("tanh")] * 3,  # the same estimator: shared numbers
+        "sign": [make_estimator("binning", n_bins=2)] * 3,
+    }
+    got = estimate_panel(panel, layers, y, perm)
+    assert list(got) == list(panel)
+    for member, ests in panel.items():
+        alone = estimate_stacked(ests, layers, y, perm)
+        for field in ("i_xt", "i_ty", "i_ty_perm", "n_states", "saturated"):
+            np.testing.assert_array_equal(getattr(got[member], field), getattr(alone, field))
+    assert (got["exact"].n_states[:, 0] == N).all()
+    assert got["exact"].n_states[1, 2] < N

@@ -8,10 +8,11 @@ theirs only by the order of a floating-point sum (well below 1e-12 bits). Three 
 
 - ``BINNING``: code = floor(clip((float64(t) - lo) * inv, 0, top)) per unit, the arithmetic of
   ``BinningEstimator``; lo, inv and top are given per seed and unit (top below 2^31: the floor
-  is a truncation to int32, which vectorises). The caller checks that the values are finite.
-- ``BINARY`` (exact, two values): ``lo[s, 0]`` and ``top[s, 0]`` hold the seed's maximum and
-  minimum (finite: the caller checks); the maximum gets code 1, the minimum 0, and a seed with
-  any other value is marked not done.
+  is a truncation to int32, which vectorises). A seed with a value that is not finite (read
+  off its bits, which vectorises too) is marked not done.
+- ``BINARY`` (exact, two values): the seed's first value and the first other one are its two
+  values (both finite, or the seed is not done); the larger gets code 1, the other 0, and a
+  seed with a third value is marked not done.
 - ``ROWS`` (exact, any values): a row's key is a 63-bit hash of its values' bits (-0.0 read as
   0.0); rows with equal keys are compared value by value, so a hash collision never merges two
   states. A seed with a value that is not finite is marked not done.
@@ -21,8 +22,10 @@ below 2^53. Each key gets a slot in an open-addressing table (multiplicative has
 probing, at most a quarter full) that numbers the distinct rows 0..u-1; where few rows are
 possible (``space`` times the classes at most n) the key itself is the row's number. Counters
 per (number, label) then give the plug-in entropies; a second label vector (``perm``, e.g. the
-labels under a fixed permutation) is a second set of counters on the same numbers. A layer whose
-n rows are all distinct needs no counting: every entropy is log2 n.
+labels under a fixed permutation) is a second set of counters on the same numbers. Only numbers
+held by two rows or more are counted per label (a singleton adds 1 log2 1 = 0 to every sum), so
+a near-injective layer costs little more than its numbering, and one whose n rows are all
+distinct nothing more: every entropy is log2 n.
 
 Seeds marked not done are left to the caller (``estimate_stacked`` runs the estimator itself on
 them, which reports bad values as it always does).
@@ -96,8 +99,8 @@ def count_stacked(
     """Count the seeds listed in ``seeds`` of one layer; the others are left NaN, 0, not done.
 
     ``units`` is (S, width, n) float32 or float64; ``lo``, ``inv``, ``top`` and ``places`` are
-    (S, width) float64 (``BINARY``: only ``places`` and column 0 of ``lo``, ``top`` are read;
-    ``ROWS``: none); ``space`` (S,) the number of possible rows (keys below it); ``labels`` and
+    (S, width) float64 (``BINARY``: only ``places`` is read; ``ROWS``: none); ``space`` (S,)
+    the number of possible rows (keys below it); ``labels`` and
     ``perm`` (1 or S, n) int64 codes below ``n_classes`` (``perm`` None: no second count);
     ``plogp`` c log2 c for c = 0..n.
     """
@@ -143,7 +146,9 @@ def _count(
     ids = np.zeros(n, dtype=np.int64)
     keys = np.zeros(n, dtype=np.float64)
     hashes = np.zeros(n, dtype=np.uint64)
-    counts = np.zeros(n * k, dtype=np.int32)  # zero between seeds: used cells are reset
+    per_id = np.zeros(n, dtype=np.int32)  # zero between seeds: used cells are reset
+    multi = np.zeros(n, dtype=np.int64)
+    counts = np.zeros(n * k, dtype=np.int32)
     counts_perm = np.zeros(n * k, dtype=np.int32)
     log_n = math.log2(n)
     shared = labels.shape[0] == 1
@@ -153,15 +158,31 @@ def _count(
         # 1. one key per row
         if mode == BINNING:
             keys[:] = 0.0
+            bad = 0
             for j in range(n_units):
                 low, scale, last, p = lo[s, j], inv[s, j], top[s, j], places[s, j]
                 for i in range(n):
+                    bad += (bits[s, j, i] & exponent) == exponent  # NaN or infinite
                     b = (np.float64(units[s, j, i]) - low) * scale
                     b = min(max(b, 0.0), last)
                     keys[i] += np.float64(np.int32(b)) * p  # b >= 0: truncation is floor
+            if bad:
+                continue
         elif mode == BINARY:
             keys[:] = 0.0
-            big, small = lo[s, 0], top[s, 0]
+            big = small = np.float64(units[s, 0, 0])
+            finite = (bits[s, 0, 0] & exponent) != exponent
+            for j in range(n_units):  # the first value that differs from the first
+                for i in range(n):
+                    if units[s, j, i] != units[s, 0, 0]:
+                        finite &= (bits[s, j, i] & exponent) != exponent
+                        big = max(big, np.float64(units[s, j, i]))
+                        small = min(small, np.float64(units[s, j, i]))
+                        break
+                if big != small:
+                    break
+            if not finite:
+                continue
             two = True
             for j in range(n_units):
                 p = places[s, j] if big > small else 0.0
@@ -190,13 +211,22 @@ def _count(
             for i in range(n):
                 h = hashes[i]
                 hashes[i] = (h ^ (h >> np.uint64(33))) >> np.uint64(1)  # non-negative as int64
-        # 2. a number per row: the key itself, or the slot's in the hash table
+        # 2. a number per row (the key itself, or the slot's in the hash table), and the count
+        # of each number; ``multi`` lists the numbers held by more than one row
         y = labels[0] if shared else labels[s]
         direct = mode != ROWS and space[s] * k <= n
+        m = 0
         if direct:
             n_ids = space[s]
             for i in range(n):  # keys lie below space (clamped only to keep memory safe)
                 ids[i] = min(max(np.int64(keys[i]), 0), n_ids - 1)
+                per_id[ids[i]] += 1
+            u = 0
+            for c in range(n_ids):
+                u += per_id[c] > 0
+                if per_id[c] > 1:
+                    multi[m] = c
+                    m += 1
         else:
             u = 0
             for i in range(n):
@@ -210,6 +240,7 @@ def _count(
                         used[u] = h
                         first[u] = i
                         ids[i] = u
+                        per_id[u] = 1
                         u += 1
                         break
                     if found == key:
@@ -221,49 +252,47 @@ def _count(
                                     same = False
                                     break
                         if same:
-                            ids[i] = slot_id[h]
+                            c = slot_id[h]
+                            ids[i] = c
+                            per_id[c] += 1
+                            if per_id[c] == 2:
+                                multi[m] = c
+                                m += 1
                             break
                     h = (h + np.uint64(1)) & mask
             for c in range(u):
                 slot_key[used[c]] = -1
-            if u == n:  # all rows distinct: H(T) = H(T,Y) = H(T,Y') = log2 n
-                h_t[s] = log_n
-                h_ty[s] = log_n
-                if with_perm:
-                    h_ty_perm[s] = log_n
-                states[s] = n
-                done[s] = True
-                continue
             n_ids = u
-        # 3. counters per (row number, label), and the entropies they give
-        for i in range(n):
-            counts[ids[i] * k + y[i]] += 1
-        if with_perm:
-            yp = perm[0] if shared_perm else perm[s]
-            for i in range(n):
-                counts_perm[ids[i] * k + yp[i]] += 1
-        n_states = 0
+        # 3. counters per (row number, label) of the numbers held more than once: a number
+        # held by one row adds nothing to any sum of c log2 c (1 log2 1 = 0)
         sum_t = 0.0
         sum_ty = 0.0
         sum_typ = 0.0
+        if m:
+            for i in range(n):
+                if per_id[ids[i]] > 1:
+                    counts[ids[i] * k + y[i]] += 1
+            if with_perm:
+                yp = perm[0] if shared_perm else perm[s]
+                for i in range(n):
+                    if per_id[ids[i]] > 1:
+                        counts_perm[ids[i] * k + yp[i]] += 1
+            for r in range(m):
+                c = multi[r]
+                sum_t += plogp[per_id[c]]
+                for cell in range(c * k, c * k + k):
+                    sum_ty += plogp[counts[cell]]
+                    counts[cell] = 0
+                    if with_perm:
+                        sum_typ += plogp[counts_perm[cell]]
+                        counts_perm[cell] = 0
         for c in range(n_ids):
-            c_t = 0
-            for cell in range(c * k, c * k + k):
-                count = counts[cell]
-                c_t += count
-                sum_ty += plogp[count]
-                counts[cell] = 0
-            if c_t:
-                n_states += 1
-                sum_t += plogp[c_t]
-        if with_perm:
-            for cell in range(n_ids * k):
-                sum_typ += plogp[counts_perm[cell]]
-                counts_perm[cell] = 0
-            h_ty_perm[s] = max(log_n - sum_typ / n, 0.0)
+            per_id[c] = 0
         h_t[s] = max(log_n - sum_t / n, 0.0)
         h_ty[s] = max(log_n - sum_ty / n, 0.0)
-        states[s] = n_states
+        if with_perm:
+            h_ty_perm[s] = max(log_n - sum_typ / n, 0.0)
+        states[s] = u
         done[s] = True
 
 

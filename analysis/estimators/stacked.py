@@ -29,6 +29,7 @@ estimator's own.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -165,19 +166,27 @@ def estimate_panel(
     n_classes = max(labels.n_classes, perm.n_classes if perm else 0)
     compiled = _USE_KERNEL and hashcount.fits(n, n_classes) and hashcount.available()
     shape = (n_seeds, len(stacks))
-    out = {m: _Results(shape) for m in panel}
+    out = {m: _Results(shape, n) for m in panel}
+    # exact counting last: where a binning already told every row apart, so does it
+    order = sorted(panel, key=lambda m: isinstance(panel[m][0], ExactEstimator))
     for li, t in enumerate(stacks):
         layer = _Layer(t)
         kernel = compiled and t.dtype in (np.float32, np.float64)
         shared: dict[str, _Results] = {}
-        for member, estimators in panel.items():
-            est = estimators[li]
+        injective = np.zeros(n_seeds, dtype=bool)
+        for member in order:
+            est, res = panel[member][li], out[member]
             same = shared.get(_identity(est))
             if same is not None:
-                out[member].copy_layer(same, li)
+                res.copy_layer(same, li)
                 continue
-            _estimate_layer(est, layer, labels, perm, n_classes, kernel, out[member], li)
-            shared[_identity(est)] = out[member]
+            if isinstance(est, ExactEstimator) and injective.any():
+                res.set_injective(li, injective, perm is not None)
+            rest = ~injective if isinstance(est, ExactEstimator) else None
+            _estimate_layer(est, layer, labels, perm, n_classes, kernel, res, li, rest)
+            shared[_identity(est)] = res
+            if isinstance(est, BinningEstimator | ExactEstimator):  # partitions of the rows
+                injective |= res.n_states[:, li] == n
     return {m: r.finish(labels, perm, n) for m, r in out.items()}
 
 
@@ -217,13 +226,22 @@ class _LabelSet:
 class _Results:
     """One member's numbers as they are filled in, layer by layer: H(T), H(T,Y), H(T,Y')."""
 
-    def __init__(self, shape: tuple[int, int]) -> None:
+    def __init__(self, shape: tuple[int, int], n: int) -> None:
+        self.n = n
         self.h_t = np.zeros(shape)
         self.h_ty = np.full(shape, np.nan)  # counted seeds: H(T,Y); NaN: the estimator ran
         self.h_ty_perm = np.full(shape, np.nan)
         self.i_ty = np.zeros(shape)  # where the estimator ran itself
         self.i_ty_perm = np.full(shape, np.nan)
         self.n_states = np.zeros(shape, dtype=np.int64)
+
+    def set_injective(self, li: int, seeds: np.ndarray, with_perm: bool) -> None:
+        """Layer ``li`` of ``seeds`` (a mask) has its n rows distinct: every entropy is log2 n."""
+        log_n = math.log2(self.n)
+        self.h_t[seeds, li] = self.h_ty[seeds, li] = log_n
+        if with_perm:
+            self.h_ty_perm[seeds, li] = log_n
+        self.n_states[seeds, li] = self.n
 
     def copy_layer(self, other: _Results, li: int) -> None:
         """Take layer ``li``'s numbers from another member."""
@@ -264,18 +282,26 @@ def _estimate_layer(
     kernel: bool,
     res: _Results,
     li: int,
+    seeds: np.ndarray | None = None,
 ) -> None:
-    """One estimator on one layer of every seed: counted where possible, else itself."""
+    """One estimator on one layer of every seed (or the ``seeds`` of a mask): counted where
+    possible, else itself."""
+    wanted = np.ones(layer.n_seeds, dtype=bool) if seeds is None else seeds
+    if not wanted.any():
+        return
     coding = _coding(est, layer, n_classes, checked=not kernel)
-    fast = coding.fast if coding is not None else np.zeros(layer.n_seeds, dtype=bool)
+    fast = coding.fast & wanted if coding is not None else np.zeros(layer.n_seeds, dtype=bool)
+    if coding is not None and not fast.all():
+        coding = dataclasses.replace(coding, fast=fast)
     if fast.any() and kernel:
         fast = _count_compiled(layer, coding, labels, perm, n_classes, res, li)
     elif fast.any():
         _count_layer(layer, coding, labels, perm, n_classes, res, li)
-    if kernel and isinstance(est, ExactEstimator) and not fast.all():
+    if kernel and isinstance(est, ExactEstimator) and (wanted & ~fast).any():
         # real values (a BNN's softmax, a quantised layer): every distinct row is a state
-        fast = fast | _count_compiled(layer, None, labels, perm, n_classes, res, li, ~fast)
-    for s in np.flatnonzero(~fast):
+        rows = wanted & ~fast
+        fast = fast | _count_compiled(layer, None, labels, perm, n_classes, res, li, rows)
+    for s in np.flatnonzero(wanted & ~fast):
         r = est.estimate(layer.t[s], labels.per_seed[s].codes)
         res.h_t[s, li], res.i_ty[s, li], res.n_states[s, li] = r.i_xt, r.i_ty, r.n_states
         if perm is not None:
@@ -310,9 +336,8 @@ def _stack_labels(y: Any, n_seeds: int, n: int) -> list[Labels]:
 def _coding(est: Estimator, layer: _Layer, n_classes: int, checked: bool = True) -> _Coding | None:
     """The coding of a layer for the fast path, or None if the estimator must run itself.
 
-    ``checked`` False leaves to the compiled kernel what it checks itself: for the exact
-    estimator, that each seed holds two values at most (``top`` then carries each seed's
-    minimum, the value coded 0).
+    ``checked`` False leaves to the compiled kernel what it checks itself: finite values, and
+    for the exact estimator that each seed holds two values at most (it finds them itself).
     """
     t = layer.t
     if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
@@ -322,8 +347,13 @@ def _coding(est: Estimator, layer: _Layer, n_classes: int, checked: bool = True)
     exact = isinstance(est, ExactEstimator)
     if not (binning or exact):
         return None
+    every = np.ones(n_seeds, dtype=bool)
+    if exact and not checked:  # one bit per unit, wherever the kernel finds two values
+        zero = np.zeros((n_seeds, 1, 1))
+        radices = np.full((n_seeds, width), 2)
+        return _with_places(zero, zero, zero, radices, n_classes, every, True)
     if binning and est.params.range == "fixed":
-        finite = layer.finite
+        finite = every if not checked else layer.finite
     else:
         lo, hi = layer.seed_range
         finite = np.isfinite(lo) & np.isfinite(hi)
@@ -332,10 +362,6 @@ def _coding(est: Estimator, layer: _Layer, n_classes: int, checked: bool = True)
         constant = lo == hi
         radices = np.where(constant[:, None], 1, np.full((n_seeds, width), 2))
         one = np.ones((n_seeds, 1, 1))
-        if not checked:  # the kernel checks for two values; top carries the lower one
-            return _with_places(
-                hi[:, None, None], one, lo[:, None, None], radices, n_classes, finite, True
-            )
         two = ((layer.flat == lo[:, None]) | (layer.flat == hi[:, None])).all(axis=1)
         return _with_places(hi[:, None, None], one, one, radices, n_classes, two & finite, True)
     p = est.params
