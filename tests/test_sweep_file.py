@@ -130,6 +130,7 @@ def test_plan_shows_grid_skips_and_work(tmp_path, capsys):
     assert "skipped 2 combinations" in out
     assert "activation 'ste' does not fit kind 'dnn'" in out
     assert "1800 seed-epochs" in out
+    assert "estimators: the per-layer defaults" in out
 
 
 def test_expansion_order_names_and_seed_lists(tmp_path):
