@@ -95,6 +95,8 @@ def count_stacked(
     n_classes: int,
     seeds: np.ndarray,
     plogp: np.ndarray,
+    rows: np.ndarray | None = None,
+    repeated: np.ndarray | None = None,
 ) -> Counts:
     """Count the seeds listed in ``seeds`` of one layer; the others are left NaN, 0, not done.
 
@@ -103,6 +105,11 @@ def count_stacked(
     the number of possible rows (keys below it); ``labels`` and
     ``perm`` (1 or S, n) int64 codes below ``n_classes`` (``perm`` None: no second count);
     ``plogp`` c log2 c for c = 0..n.
+
+    ``rows`` (S, n) bool, ``ROWS`` only: the rows to tell apart; the others are known to be
+    alone in their state (another partition that this one refines told them apart), so they
+    are counted as singletons without hashing. ``repeated`` (S, n) bool, if given, receives for
+    each counted seed whether each row's state is held by another row too.
     """
     kernel = _kernel()
     if kernel is None:
@@ -120,9 +127,11 @@ def count_stacked(
     states = np.zeros(n_seeds, dtype=np.int64)
     done = np.zeros(n_seeds, dtype=np.bool_)
     no_perm = np.zeros((0, labels.shape[1]), dtype=np.int64)
+    none = np.zeros((0, 0), dtype=np.bool_)
     kernel(
         units, bits, sign, exponent, mode, lo, inv, top, places, space, labels,
         no_perm if perm is None else perm, n_classes, seeds, plogp,
+        none if rows is None else rows, none if repeated is None else repeated,
         h_t, h_ty, h_ty_perm, states, done,
     )  # fmt: skip
     return Counts(h_t, h_ty, h_ty_perm, states, done)
@@ -130,7 +139,7 @@ def count_stacked(
 
 def _count(
     units, bits, sign, exponent, mode, lo, inv, top, places, space, labels, perm, k, seeds,
-    plogp, h_t, h_ty, h_ty_perm, states, done,
+    plogp, rows, repeated, h_t, h_ty, h_ty_perm, states, done,
 ):  # fmt: skip
     n_units, n = units.shape[1], units.shape[2]
     table_bits = 4
@@ -146,10 +155,13 @@ def _count(
     ids = np.zeros(n, dtype=np.int64)
     keys = np.zeros(n, dtype=np.float64)
     hashes = np.zeros(n, dtype=np.uint64)
-    per_id = np.zeros(n, dtype=np.int32)  # zero between seeds: used cells are reset
+    # number n: rows known to be alone (``rows``), never counted (its per_id stays 0)
+    per_id = np.zeros(n + 1, dtype=np.int32)  # zero between seeds: used cells are reset
     multi = np.zeros(n, dtype=np.int64)
-    counts = np.zeros(n * k, dtype=np.int32)
-    counts_perm = np.zeros(n * k, dtype=np.int32)
+    counts = np.zeros((n + 1) * k, dtype=np.int32)
+    counts_perm = np.zeros((n + 1) * k, dtype=np.int32)
+    some_rows = rows.shape[0] > 0
+    with_repeated = repeated.shape[0] > 0
     log_n = math.log2(n)
     shared = labels.shape[0] == 1
     with_perm = perm.shape[0] > 0
@@ -229,7 +241,12 @@ def _count(
                     m += 1
         else:
             u = 0
+            alone = 0
             for i in range(n):
+                if some_rows and not rows[s, i]:
+                    ids[i] = n
+                    alone += 1
+                    continue
                 key = np.int64(hashes[i]) if mode == ROWS else np.int64(keys[i])
                 h = (np.uint64(key) * np.uint64(_MULTIPLIER)) >> shift
                 while True:  # linear probing
@@ -263,20 +280,27 @@ def _count(
             for c in range(u):
                 slot_key[used[c]] = -1
             n_ids = u
+            u += alone
+        if with_repeated:
+            for i in range(n):
+                repeated[s, i] = per_id[ids[i]] > 1
         # 3. counters per (row number, label) of the numbers held more than once: a number
         # held by one row adds nothing to any sum of c log2 c (1 log2 1 = 0)
         sum_t = 0.0
         sum_ty = 0.0
         sum_typ = 0.0
         if m:
-            for i in range(n):
-                if per_id[ids[i]] > 1:
-                    counts[ids[i] * k + y[i]] += 1
-            if with_perm:
+            if with_perm:  # one pass for both label vectors, without branches
                 yp = perm[0] if shared_perm else perm[s]
                 for i in range(n):
-                    if per_id[ids[i]] > 1:
-                        counts_perm[ids[i] * k + yp[i]] += 1
+                    c = ids[i]
+                    held = np.int32(per_id[c] > 1)
+                    counts[c * k + y[i]] += held
+                    counts_perm[c * k + yp[i]] += held
+            else:
+                for i in range(n):
+                    c = ids[i]
+                    counts[c * k + y[i]] += np.int32(per_id[c] > 1)
             for r in range(m):
                 c = multi[r]
                 sum_t += plogp[per_id[c]]

@@ -174,17 +174,29 @@ def estimate_panel(
         kernel = compiled and t.dtype in (np.float32, np.float64)
         shared: dict[str, _Results] = {}
         injective = np.zeros(n_seeds, dtype=bool)
+        # rows that no binning so far told apart from every other row: the only ones exact
+        # counting must hash (a row alone in a binning's state is alone in every finer one)
+        apart: np.ndarray | None = None
+        hashed = kernel and any(isinstance(panel[m][li], ExactEstimator) for m in panel)
         for member in order:
             est, res = panel[member][li], out[member]
             same = shared.get(_identity(est))
             if same is not None:
                 res.copy_layer(same, li)
                 continue
-            if isinstance(est, ExactEstimator) and injective.any():
+            exact = isinstance(est, ExactEstimator)
+            if exact and injective.any():
                 res.set_injective(li, injective, perm is not None)
-            rest = ~injective if isinstance(est, ExactEstimator) else None
-            _estimate_layer(est, layer, labels, perm, n_classes, kernel, res, li, rest)
+            repeated = None
+            if hashed and isinstance(est, BinningEstimator):
+                repeated = np.ones((n_seeds, n), dtype=bool)  # stays so where not counted
+            _estimate_layer(
+                est, layer, labels, perm, n_classes, kernel, res, li,
+                ~injective if exact else None, apart if exact else None, repeated,
+            )  # fmt: skip
             shared[_identity(est)] = res
+            if repeated is not None:
+                apart = repeated if apart is None else apart & repeated
             if isinstance(est, BinningEstimator | ExactEstimator):  # partitions of the rows
                 injective |= res.n_states[:, li] == n
     return {m: r.finish(labels, perm, n) for m, r in out.items()}
@@ -283,9 +295,11 @@ def _estimate_layer(
     res: _Results,
     li: int,
     seeds: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+    repeated: np.ndarray | None = None,
 ) -> None:
     """One estimator on one layer of every seed (or the ``seeds`` of a mask): counted where
-    possible, else itself."""
+    possible, else itself. ``rows`` and ``repeated``: see ``hashcount.count_stacked``."""
     wanted = np.ones(layer.n_seeds, dtype=bool) if seeds is None else seeds
     if not wanted.any():
         return
@@ -294,13 +308,13 @@ def _estimate_layer(
     if coding is not None and not fast.all():
         coding = dataclasses.replace(coding, fast=fast)
     if fast.any() and kernel:
-        fast = _count_compiled(layer, coding, labels, perm, n_classes, res, li)
+        fast = _count_compiled(layer, coding, labels, perm, n_classes, res, li, repeated=repeated)
     elif fast.any():
         _count_layer(layer, coding, labels, perm, n_classes, res, li)
     if kernel and isinstance(est, ExactEstimator) and (wanted & ~fast).any():
         # real values (a BNN's softmax, a quantised layer): every distinct row is a state
-        rows = wanted & ~fast
-        fast = fast | _count_compiled(layer, None, labels, perm, n_classes, res, li, rows)
+        left = wanted & ~fast
+        fast = fast | _count_compiled(layer, None, labels, perm, n_classes, res, li, left, rows)
     for s in np.flatnonzero(wanted & ~fast):
         r = est.estimate(layer.t[s], labels.per_seed[s].codes)
         res.h_t[s, li], res.i_ty[s, li], res.n_states[s, li] = r.i_xt, r.i_ty, r.n_states
@@ -463,26 +477,28 @@ def _count_compiled(
     k: int,
     res: _Results,
     li: int,
+    seeds: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    repeated: np.ndarray | None = None,
 ) -> np.ndarray:
     """Count seeds of one layer with the compiled kernel; the seeds it counted.
 
-    With a coding: its fast seeds, binned or binary. Without: the seeds in ``rows``, each
-    distinct row a state (the exact estimator on real values).
+    With a coding: its fast seeds, binned or binary. Without: the ``seeds`` of a mask, each
+    distinct row a state (the exact estimator on real values), hashing only ``rows`` if given.
     """
     n_seeds, width, n = layer.n_seeds, layer.width, layer.n
     if coding is None:
-        mode, seeds = hashcount.ROWS, np.flatnonzero(rows)
+        mode, listed = hashcount.ROWS, np.flatnonzero(seeds)
         lo = inv = top = places = np.zeros((n_seeds, width))
         space = np.zeros(n_seeds, dtype=np.int64)
     else:
         mode = hashcount.BINARY if coding.binary else hashcount.BINNING
-        seeds = np.flatnonzero(coding.fast)
+        listed = np.flatnonzero(coding.fast)
         lo, inv, top = (_per_unit(v, n_seeds, width) for v in (coding.lo, coding.inv, coding.top))
         places, space = coding.places, coding.space
     counts = hashcount.count_stacked(
         layer.units, mode, lo, inv, top, places, space, labels.codes,
-        None if perm is None else perm.codes, k, seeds, _plogp(n),
+        None if perm is None else perm.codes, k, listed, _plogp(n), rows, repeated,
     )  # fmt: skip
     done = counts.done
     res.h_t[done, li] = counts.h_t[done]
