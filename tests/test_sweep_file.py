@@ -158,5 +158,6 @@ def test_same_file_same_digest_and_changes_change_it(tmp_path):
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(GOOD))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(GOOD, default_flow_style=True))
     (tmp_path / "c.yaml").write_text(_with("train.epochs", 301))
-    a, b, c = (load_spec(tmp_path / f"{x}.yaml").digest() for x in "abc")
-    assert a == b != c
+    (tmp_path / "d.yaml").write_text(_with("mi.estimators", {"sign": {"name": "binning"}}))
+    a, b, c, d = (load_spec(tmp_path / f"{x}.yaml").digest() for x in "abcd")
+    assert a == b != c and d not in (a, c)

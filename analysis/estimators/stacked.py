@@ -144,7 +144,12 @@ def estimate_panel(
 ) -> dict[str, StackedEstimates]:
     """``estimate_stacked`` for each member of a panel (name -> one estimator per layer), on the
     same layers: each layer is checked and ranged once, and a member whose estimator on a layer
-    equals another's (same description) shares its numbers."""
+    equals another's (same description) shares its numbers.
+
+    Exact counting runs after the binnings of a layer and learns from them without changing its
+    numbers: a row alone in a binning's state is alone in the exact partition, which refines
+    every binning, so only the rows that no binning told apart are hashed (none where a binning
+    found n states)."""
     if not panel:
         raise EstimatorInputError("the panel must hold at least one member")
     for member, estimators in panel.items():
@@ -167,9 +172,9 @@ def estimate_panel(
     compiled = _USE_KERNEL and hashcount.fits(n, n_classes) and hashcount.available()
     shape = (n_seeds, len(stacks))
     out = {m: _Results(shape, n) for m in panel}
-    # exact counting last: where a binning already told every row apart, so does it
-    order = sorted(panel, key=lambda m: isinstance(panel[m][0], ExactEstimator))
     for li, t in enumerate(stacks):
+        # exact counting last: where a binning already told every row apart, so does it
+        order = sorted(panel, key=lambda m: isinstance(panel[m][li], ExactEstimator))
         layer = _Layer(t)
         kernel = compiled and t.dtype in (np.float32, np.float64)
         shared: dict[str, _Results] = {}
