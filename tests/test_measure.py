@@ -204,3 +204,34 @@ def test_a_panel_gives_each_members_numbers_alone():
             np.testing.assert_array_equal(getattr(got[member], field), getattr(alone, field))
     assert (got["exact"].n_states[:, 0] == N).all()
     assert got["exact"].n_states[1, 2] < N
+
+
+def test_epoch_metrics_name_every_members_value():
+    """The trial's MLflow points: each member's numbers under its own keys, seed by seed."""
+    from ibsweep.analysis.estimators import StackedEstimates
+    from ibsweep.models.training import EpochRecord
+    from ibsweep.sweep.tuning.trainable import epoch_metrics, mi_values
+
+    def estimates(offset: float) -> StackedEstimates:
+        grid = offset + np.arange(2 * 3).reshape(2, 3)  # seed s, layer l: offset + 3 s + l
+        return StackedEstimates(grid, grid + 0.1, grid + 0.2, (grid * 10).astype(int), grid > 0)
+
+    mi = {"sign": estimates(0.0), "exact": estimates(100.0)}
+    record = EpochRecord(
+        epoch=4, loss=np.array([0.5, 0.6]), train_acc=np.array([0.7, 0.8]),
+        test_acc=np.array([0.9, 1.0]), grad_snr=np.arange(6.0).reshape(2, 3), layers=None,
+        active=np.ones(2, dtype=bool),
+    )  # fmt: skip
+    values = mi_values(mi)
+    got = epoch_metrics(record, 1, values[1], ("sign", "exact"))
+    assert len(got) == 3 + 3 + 2 * 4 * 3
+    assert got["loss"] == 0.6 and got["grad_snr/layer3"] == 5.0
+    assert got["I_XT/sign/layer2"] == 4.0
+    assert got["I_TY/exact/layer1"] == pytest.approx(103.1)
+    assert got["I_TY_perm/sign/layer3"] == pytest.approx(5.2)
+    assert got["states/exact/layer3"] == 1050.0
+    plain = epoch_metrics(record, 0, mi_values({"default": estimates(0.0)})[0], ("default",))
+    assert plain["I_TY_perm/layer2"] == pytest.approx(1.2) and plain["states/layer1"] == 0.0
+    assert "grad_snr/layer1" not in epoch_metrics(
+        EpochRecord(0, *(getattr(record, f) for f in ("loss", "train_acc", "test_acc")),
+                    record.grad_snr, None, record.active), 0)  # fmt: skip

@@ -48,28 +48,28 @@ def _dataset(name: str, data_dir: str | None) -> Dataset:
     return load_dataset(name, data_dir)
 
 
+# the field of StackedEstimates that each MI metric logs
+_MI_FIELDS = {rs.I_XT: "i_xt", rs.I_TY: "i_ty", rs.I_TY_PERM: "i_ty_perm", rs.STATES: "n_states"}
+
+
 @functools.lru_cache(maxsize=8)
 def _mi_keys(n_layers: int, members: tuple[str, ...]) -> tuple[str, ...]:
     """The MI keys of one seed-epoch, in the order of ``mi_values``' columns."""
     return tuple(
         rs.layer_key(metric, k, member)
         for member in members
-        for metric in rs.MI_METRICS
+        for metric in _MI_FIELDS
         for k in range(1, n_layers + 1)
     )
 
 
 def mi_values(mi: dict[str, StackedEstimates]) -> np.ndarray:
     """Every seed's MI numbers (S, members x metrics x layers), in ``_mi_keys`` order."""
-    return np.concatenate(
-        [
-            np.stack([e.i_xt, e.i_ty, e.i_ty_perm, e.n_states.astype(float)], axis=1).reshape(
-                len(e.i_xt), -1
-            )
-            for e in mi.values()
-        ],
-        axis=1,
-    )
+    rows = [
+        np.stack([getattr(e, f).astype(float) for f in _MI_FIELDS.values()], axis=1)
+        for e in mi.values()
+    ]
+    return np.concatenate([r.reshape(len(r), -1) for r in rows], axis=1)
 
 
 def epoch_metrics(
