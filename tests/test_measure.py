@@ -235,3 +235,34 @@ def test_epoch_metrics_name_every_members_value():
     assert "grad_snr/layer1" not in epoch_metrics(
         EpochRecord(0, *(getattr(record, f) for f in ("loss", "train_acc", "test_acc")),
                     record.grad_snr, None, record.active), 0)  # fmt: skip
+
+
+def test_binnings_of_a_binary_layer_share_its_exact_count_where_they_keep_its_values_apart():
+    binary = _stack("binary", 6)
+    binary[2] = 1.0  # a constant seed
+    zeros = np.where(_stack("binary", 6, seed=4) > 0, 1.0, 0.0).astype(np.float32)  # 0/1 values
+    layers = [binary, zeros]
+    y, perm = _labels(True), _labels(False)
+    panel = {
+        "exact": [make_estimator("exact")] * 2,
+        "bin30": [make_estimator("binning", n_bins=30)] * 2,
+        "one_bin": [make_estimator("binning", n_bins=1)] * 2,  # both values in one bin
+        "merged": [make_estimator("binning", n_bins=2, lo=0.0, hi=4.0)] * 2,  # -1, 0, 1: bin 0
+        "layer": [make_estimator("binning", bin_width=0.4, range="layer")] * 2,
+        "neuron": [make_estimator("binning", n_bins=3, range="neuron")] * 2,
+    }
+    got = estimate_panel(panel, layers, y, perm)
+    for member, ests in panel.items():
+        alone = estimate_stacked(ests, layers, y, perm)
+        for field in ("i_xt", "i_ty", "i_ty_perm"):
+            np.testing.assert_allclose(
+                getattr(got[member], field), getattr(alone, field), atol=1e-12
+            )
+        np.testing.assert_array_equal(got[member].n_states, alone.n_states)
+        for s in range(N_SEEDS):
+            for li, (est, t) in enumerate(zip(ests, layers, strict=True)):
+                assert got[member].n_states[s, li] == est.estimate(t[s], y[s]).n_states
+    np.testing.assert_array_equal(got["bin30"].n_states, got["exact"].n_states)
+    assert (got["one_bin"].n_states == 1).all()
+    assert (got["merged"].n_states == 1).all()  # the two values share a bin: one state
+    assert (got["exact"].n_states[:2] > 30).all()

@@ -63,13 +63,15 @@ BINNING, BINARY, ROWS = 0, 1, 2
 @dataclass(frozen=True, slots=True)
 class Counts:
     """Per seed (S,): H(T), H(T,Y), H(T,Y') in bits (NaN where not counted or no Y'), the
-    number of distinct rows, and whether the seed was counted."""
+    number of distinct rows, whether the seed was counted, and (``BINARY``, (S, 2)) the two
+    values a counted seed holds, lower first (equal for a constant seed)."""
 
     h_t: np.ndarray
     h_ty: np.ndarray
     h_ty_perm: np.ndarray
     states: np.ndarray
     done: np.ndarray
+    values: np.ndarray
 
 
 def available() -> bool:
@@ -126,20 +128,21 @@ def count_stacked(
     h_ty_perm = np.full(n_seeds, np.nan)
     states = np.zeros(n_seeds, dtype=np.int64)
     done = np.zeros(n_seeds, dtype=np.bool_)
+    values = np.full((n_seeds, 2), np.nan)
     no_perm = np.zeros((0, labels.shape[1]), dtype=np.int64)
     none = np.zeros((0, 0), dtype=np.bool_)
     kernel(
         units, bits, sign, exponent, mode, lo, inv, top, places, space, labels,
         no_perm if perm is None else perm, n_classes, seeds, plogp,
         none if rows is None else rows, none if repeated is None else repeated,
-        h_t, h_ty, h_ty_perm, states, done,
+        h_t, h_ty, h_ty_perm, states, done, values,
     )  # fmt: skip
-    return Counts(h_t, h_ty, h_ty_perm, states, done)
+    return Counts(h_t, h_ty, h_ty_perm, states, done, values)
 
 
 def _count(
     units, bits, sign, exponent, mode, lo, inv, top, places, space, labels, perm, k, seeds,
-    plogp, rows, repeated, h_t, h_ty, h_ty_perm, states, done,
+    plogp, rows, repeated, h_t, h_ty, h_ty_perm, states, done, values,
 ):  # fmt: skip
     n_units, n = units.shape[1], units.shape[2]
     table_bits = 4
@@ -209,6 +212,8 @@ def _count(
                     break
             if not two:
                 continue
+            values[s, 0] = small
+            values[s, 1] = big
         else:
             hashes[:] = 0
             bad = 0

@@ -173,16 +173,21 @@ def estimate_panel(
     shape = (n_seeds, len(stacks))
     out = {m: _Results(shape, n) for m in panel}
     for li, t in enumerate(stacks):
-        # exact counting last: where a binning already told every row apart, so does it
-        order = sorted(panel, key=lambda m: isinstance(panel[m][li], ExactEstimator))
         layer = _Layer(t)
         kernel = compiled and t.dtype in (np.float32, np.float64)
+        # exact counting last: where a binning already told every row apart, so does it
+        order = sorted(panel, key=lambda m: isinstance(panel[m][li], ExactEstimator))
+        lead = next((m for m in order if isinstance(panel[m][li], ExactEstimator)), None)
+        # but a binary layer (two values per seed) first: its exact count is every binning's
+        # that keeps the two values apart
+        two, values = np.zeros(n_seeds, dtype=bool), np.zeros((n_seeds, 2))
+        if kernel and lead is not None:
+            two, values = _count_binary(layer, labels, perm, n_classes, out[lead], li)
         shared: dict[str, _Results] = {}
         injective = np.zeros(n_seeds, dtype=bool)
         # rows that no binning so far told apart from every other row: the only ones exact
         # counting must hash (a row alone in a binning's state is alone in every finer one)
         apart: np.ndarray | None = None
-        hashed = kernel and any(isinstance(panel[m][li], ExactEstimator) for m in panel)
         for member in order:
             est, res = panel[member][li], out[member]
             same = shared.get(_identity(est))
@@ -190,19 +195,29 @@ def estimate_panel(
                 res.copy_layer(same, li)
                 continue
             exact = isinstance(est, ExactEstimator)
-            if exact and injective.any():
+            binning = isinstance(est, BinningEstimator)
+            seeds = None
+            if exact and kernel:
+                res.set_injective(li, injective & ~two, perm is not None)
+                seeds = ~(injective | two)
+            elif exact:
                 res.set_injective(li, injective, perm is not None)
+                seeds = ~injective
+            elif binning and two.any():
+                alike = two & _keeps_apart(est, values)
+                res.copy_layer(out[lead], li, alike)
+                seeds = ~alike
             repeated = None
-            if hashed and isinstance(est, BinningEstimator):
+            if kernel and lead is not None and binning:
                 repeated = np.ones((n_seeds, n), dtype=bool)  # stays so where not counted
             _estimate_layer(
                 est, layer, labels, perm, n_classes, kernel, res, li,
-                ~injective if exact else None, apart if exact else None, repeated,
+                seeds, apart if exact else None, repeated,
             )  # fmt: skip
             shared[_identity(est)] = res
             if repeated is not None:
                 apart = repeated if apart is None else apart & repeated
-            if isinstance(est, BinningEstimator | ExactEstimator):  # partitions of the rows
+            if binning or exact:  # partitions of the rows
                 injective |= res.n_states[:, li] == n
     return {m: r.finish(labels, perm, n) for m, r in out.items()}
 
@@ -260,10 +275,11 @@ class _Results:
             self.h_ty_perm[seeds, li] = log_n
         self.n_states[seeds, li] = self.n
 
-    def copy_layer(self, other: _Results, li: int) -> None:
-        """Take layer ``li``'s numbers from another member."""
+    def copy_layer(self, other: _Results, li: int, seeds: np.ndarray | None = None) -> None:
+        """Take layer ``li``'s numbers (of the ``seeds`` of a mask) from another member."""
+        rows = slice(None) if seeds is None else seeds
         for name in ("h_t", "h_ty", "h_ty_perm", "i_ty", "i_ty_perm", "n_states"):
-            getattr(self, name)[:, li] = getattr(other, name)[:, li]
+            getattr(self, name)[rows, li] = getattr(other, name)[rows, li]
 
     def finish(self, labels: _LabelSet, perm: _LabelSet | None, n: int) -> StackedEstimates:
         """The estimates: plug-in I(T;Y) = H(T) + H(Y) - H(T,Y) where counted."""
@@ -308,7 +324,10 @@ def _estimate_layer(
     wanted = np.ones(layer.n_seeds, dtype=bool) if seeds is None else seeds
     if not wanted.any():
         return
-    coding = _coding(est, layer, n_classes, checked=not kernel)
+    if kernel and isinstance(est, ExactEstimator):  # binary seeds: ``_count_binary`` did them
+        coding = None
+    else:
+        coding = _coding(est, layer, n_classes, checked=not kernel)
     fast = coding.fast & wanted if coding is not None else np.zeros(layer.n_seeds, dtype=bool)
     if coding is not None and not fast.all():
         coding = dataclasses.replace(coding, fast=fast)
@@ -474,6 +493,39 @@ def _joint(keys: np.ndarray, y: np.ndarray, idx: np.ndarray, bound: int) -> np.n
     return joint
 
 
+def _count_binary(
+    layer: _Layer, labels: _LabelSet, perm: _LabelSet | None, k: int, res: _Results, li: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact counting of the seeds of a layer that hold two values (+-1): those seeds (S,)
+    and their two values (S, 2), lower first."""
+    coding = _coding(ExactEstimator(), layer, k, checked=False)
+    if coding is None:
+        return np.zeros(layer.n_seeds, dtype=bool), np.zeros((layer.n_seeds, 2))
+    return _count_compiled(layer, coding, labels, perm, k, res, li, with_values=True)
+
+
+def _keeps_apart(est: BinningEstimator, values: np.ndarray) -> np.ndarray:
+    """Per seed holding two values (S, 2), whether the binning puts them in different bins
+    (or the seed is constant): then its partition of the rows is the exact one, unit by unit.
+    Decided with the binning's own float64 arithmetic."""
+    p = est.params
+    small, big = values[:, 0], values[:, 1]
+    constant = small == big
+    if p.range == "fixed":
+        span = p.hi - p.lo
+        width = span / p.n_bins if p.bin_width is None else p.bin_width
+        top = max(math.ceil(span / width - 1e-9), 1) - 1
+        inv = 1.0 / width
+        codes = [np.floor(np.clip((v - p.lo) * inv, 0, top)) for v in (small, big)]
+        return constant | (codes[0] != codes[1])
+    if p.range in ("layer", "neuron"):  # the two values are the range's ends: bins 0 and top
+        if p.n_bins is not None:
+            return constant | (p.n_bins >= 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return constant | (np.ceil((big - small) / p.bin_width - 1e-9) >= 2)
+    return np.zeros(len(values), dtype=bool)
+
+
 def _count_compiled(
     layer: _Layer,
     coding: _Coding | None,
@@ -485,8 +537,10 @@ def _count_compiled(
     seeds: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     repeated: np.ndarray | None = None,
-) -> np.ndarray:
-    """Count seeds of one layer with the compiled kernel; the seeds it counted.
+    with_values: bool = False,
+) -> Any:
+    """Count seeds of one layer with the compiled kernel; the seeds it counted (and, with
+    ``with_values``, the two values of each binary seed).
 
     With a coding: its fast seeds, binned or binary. Without: the ``seeds`` of a mask, each
     distinct row a state (the exact estimator on real values), hashing only ``rows`` if given.
@@ -510,7 +564,7 @@ def _count_compiled(
     res.h_ty[done, li] = counts.h_ty[done]
     res.h_ty_perm[done, li] = counts.h_ty_perm[done]
     res.n_states[done, li] = counts.states[done]
-    return done
+    return (done, counts.values) if with_values else done
 
 
 def _per_unit(values: np.ndarray | float, n_seeds: int, width: int) -> np.ndarray:
