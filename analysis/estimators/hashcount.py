@@ -225,78 +225,99 @@ def _count(
                     hashes[i] = (hashes[i] ^ np.uint64(b)) * np.uint64(_ROW_MIX)
             if bad:
                 continue
-            for i in range(n):
-                h = hashes[i]
-                hashes[i] = (h ^ (h >> np.uint64(33))) >> np.uint64(1)  # non-negative as int64
-        # 2. a number per row (the key itself, or the slot's in the hash table), and the count
-        # of each number; ``multi`` lists the numbers held by more than one row
         y = labels[0] if shared else labels[s]
-        direct = mode != ROWS and space[s] * k <= n
-        m = 0
-        if direct:
+        yp = (perm[0] if shared_perm else perm[s]) if with_perm else y
+        sum_t = 0.0
+        sum_ty = 0.0
+        sum_typ = 0.0
+        if mode != ROWS and space[s] * k <= n:
+            # 2a. few possible rows: the key is the row's number; one pass counts everything
             n_ids = space[s]
             for i in range(n):  # keys lie below space (clamped only to keep memory safe)
-                ids[i] = min(max(np.int64(keys[i]), 0), n_ids - 1)
-                per_id[ids[i]] += 1
+                c = min(max(np.int64(keys[i]), 0), n_ids - 1)
+                ids[i] = c
+                counts[c * k + y[i]] += 1
+                counts_perm[c * k + yp[i]] += 1
             u = 0
             for c in range(n_ids):
-                u += per_id[c] > 0
-                if per_id[c] > 1:
-                    multi[m] = c
-                    m += 1
-        else:
-            u = 0
-            alone = 0
-            for i in range(n):
-                if some_rows and not rows[s, i]:
-                    ids[i] = n
-                    alone += 1
-                    continue
-                key = np.int64(hashes[i]) if mode == ROWS else np.int64(keys[i])
-                h = (np.uint64(key) * np.uint64(_MULTIPLIER)) >> shift
-                while True:  # linear probing
-                    found = slot_key[h]
-                    if found == -1:
-                        slot_key[h] = key
-                        slot_id[h] = u
-                        used[u] = h
-                        first[u] = i
-                        ids[i] = u
-                        per_id[u] = 1
-                        u += 1
+                held = 0
+                for cell in range(c * k, c * k + k):
+                    held += counts[cell]
+                    sum_ty += plogp[counts[cell]]
+                    sum_typ += plogp[counts_perm[cell]]
+                    counts[cell] = 0
+                    counts_perm[cell] = 0
+                per_id[c] = held
+                if held:
+                    u += 1
+                    sum_t += plogp[held]
+            if with_repeated:
+                for i in range(n):
+                    repeated[s, i] = per_id[ids[i]] > 1
+            for c in range(n_ids):
+                per_id[c] = 0
+            h_t[s] = max(log_n - sum_t / n, 0.0)
+            h_ty[s] = max(log_n - sum_ty / n, 0.0)
+            if with_perm:
+                h_ty_perm[s] = max(log_n - sum_typ / n, 0.0)
+            states[s] = u
+            done[s] = True
+            continue
+        # 2b. a number per row (the slot's in the hash table), and the count of each number;
+        # ``multi`` lists the numbers held by more than one row
+        m = 0
+        u = 0
+        alone = 0
+        for i in range(n):
+            if some_rows and not rows[s, i]:
+                ids[i] = n
+                alone += 1
+                continue
+            if mode == ROWS:
+                hh = hashes[i]
+                key = np.int64((hh ^ (hh >> np.uint64(33))) >> np.uint64(1))  # non-negative
+            else:
+                key = np.int64(keys[i])
+            h = (np.uint64(key) * np.uint64(_MULTIPLIER)) >> shift
+            while True:  # linear probing
+                found = slot_key[h]
+                if found == -1:
+                    slot_key[h] = key
+                    slot_id[h] = u
+                    used[u] = h
+                    first[u] = i
+                    ids[i] = u
+                    per_id[u] = 1
+                    u += 1
+                    break
+                if found == key:
+                    same = True
+                    if mode == ROWS:  # equal hashes: equal only if every value is
+                        other = first[slot_id[h]]
+                        for j in range(n_units):
+                            if units[s, j, i] != units[s, j, other]:
+                                same = False
+                                break
+                    if same:
+                        c = slot_id[h]
+                        ids[i] = c
+                        per_id[c] += 1
+                        if per_id[c] == 2:
+                            multi[m] = c
+                            m += 1
                         break
-                    if found == key:
-                        same = True
-                        if mode == ROWS:  # equal hashes: equal only if every value is
-                            other = first[slot_id[h]]
-                            for j in range(n_units):
-                                if units[s, j, i] != units[s, j, other]:
-                                    same = False
-                                    break
-                        if same:
-                            c = slot_id[h]
-                            ids[i] = c
-                            per_id[c] += 1
-                            if per_id[c] == 2:
-                                multi[m] = c
-                                m += 1
-                            break
-                    h = (h + np.uint64(1)) & mask
-            for c in range(u):
-                slot_key[used[c]] = -1
-            n_ids = u
-            u += alone
+                h = (h + np.uint64(1)) & mask
+        for c in range(u):
+            slot_key[used[c]] = -1
+        n_ids = u
+        u += alone
         if with_repeated:
             for i in range(n):
                 repeated[s, i] = per_id[ids[i]] > 1
         # 3. counters per (row number, label) of the numbers held more than once: a number
         # held by one row adds nothing to any sum of c log2 c (1 log2 1 = 0)
-        sum_t = 0.0
-        sum_ty = 0.0
-        sum_typ = 0.0
         if m:
             if with_perm:  # one pass for both label vectors, without branches
-                yp = perm[0] if shared_perm else perm[s]
                 for i in range(n):
                     c = ids[i]
                     held = np.int32(per_id[c] > 1)
