@@ -53,6 +53,7 @@ from ibsweep.models.compiled import compile_loop
 # against 11.7; 20,000 x 10 3.9 against 3.7; 60,000 x 10 28 against 15).
 _MAX_SAMPLE_CLASSES = 1 << 17
 _LOAD = 4  # table slots per sample: at most a quarter of them are used
+_SPARSE = 8  # rows to tell apart below 1 in this many: hashed one by one, not unit by unit
 _MULTIPLIER = 0x9E3779B97F4A7C15  # Fibonacci hashing: the key times 2^64 / golden ratio
 _ROW_MIX = 0xFF51AFD7ED558CCD  # mixes a row's value bits into its hash (MurmurHash3's finaliser)
 MAX_CODE = 2**31 - 1  # codes are truncated to int32
@@ -110,7 +111,8 @@ def count_stacked(
 
     ``rows`` (S, n) bool, ``ROWS`` only: the rows to tell apart; the others are known to be
     alone in their state (another partition that this one refines told them apart), so they
-    are counted as singletons without hashing. ``repeated`` (S, n) bool, if given, receives for
+    are counted as singletons without hashing, and known to be finite (the kernel that
+    counted that partition checked them). ``repeated`` (S, n) bool, if given, receives for
     each counted seed whether each row's state is held by another row too.
     """
     kernel = _kernel()
@@ -217,12 +219,26 @@ def _count(
         else:
             hashes[:] = 0
             bad = 0
-            for j in range(n_units):
+            n_hashed = n
+            if some_rows:
+                n_hashed = 0
                 for i in range(n):
-                    b = bits[s, j, i]
-                    bad += (b & exponent) == exponent  # NaN or infinite
-                    b = 0 if b == sign else b  # -0.0 is 0.0
-                    hashes[i] = (hashes[i] ^ np.uint64(b)) * np.uint64(_ROW_MIX)
+                    n_hashed += rows[s, i]
+            if n_hashed * _SPARSE >= n:  # unit by unit over every row: vectorised
+                for j in range(n_units):
+                    for i in range(n):
+                        b = bits[s, j, i]
+                        bad += (b & exponent) == exponent  # NaN or infinite
+                        b = 0 if b == sign else b  # -0.0 is 0.0
+                        hashes[i] = (hashes[i] ^ np.uint64(b)) * np.uint64(_ROW_MIX)
+            else:  # few rows to tell apart: only theirs
+                for i in range(n):
+                    if rows[s, i]:
+                        for j in range(n_units):
+                            b = bits[s, j, i]
+                            bad += (b & exponent) == exponent
+                            b = 0 if b == sign else b
+                            hashes[i] = (hashes[i] ^ np.uint64(b)) * np.uint64(_ROW_MIX)
             if bad:
                 continue
         y = labels[0] if shared else labels[s]

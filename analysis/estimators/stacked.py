@@ -175,8 +175,9 @@ def estimate_panel(
     for li, t in enumerate(stacks):
         layer = _Layer(t)
         kernel = compiled and t.dtype in (np.float32, np.float64)
-        # exact counting last: where a binning already told every row apart, so does it
-        order = sorted(panel, key=lambda m: isinstance(panel[m][li], ExactEstimator))
+        # exact counting last: where a binning already told every row apart, so does it;
+        # the finest binning first, as the one whose partition it learns from
+        order = sorted(panel, key=lambda m: _counting_order(panel[m][li]))
         lead = next((m for m in order if isinstance(panel[m][li], ExactEstimator)), None)
         # but a binary layer (two values per seed) first: its exact count is every binning's
         # that keeps the two values apart
@@ -208,7 +209,7 @@ def estimate_panel(
                 res.copy_layer(out[lead], li, alike)
                 seeds = ~alike
             repeated = None
-            if kernel and lead is not None and binning:
+            if kernel and lead is not None and binning and apart is None:
                 repeated = np.ones((n_seeds, n), dtype=bool)  # stays so where not counted
             _estimate_layer(
                 est, layer, labels, perm, n_classes, kernel, res, li,
@@ -220,6 +221,11 @@ def estimate_panel(
             if binning or exact:  # partitions of the rows
                 injective |= res.n_states[:, li] == n
     return {m: r.finish(labels, perm, n) for m, r in out.items()}
+
+
+def _counting_order(est: Estimator) -> tuple[bool, float]:
+    """Exact counting after every other estimator; finer binnings before coarser ones."""
+    return isinstance(est, ExactEstimator), -est.max_bits(1)
 
 
 def _identity(est: Estimator) -> str | int:
