@@ -257,7 +257,8 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path):
         assert client.list_artifacts(parents[0].info.run_id, "sweep")
         # a finished run stores its series as one file; the analysis reads that (and the
         # history endpoint for the failed run, which has none)
-        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 2 * 4 + 4 * 3)
+        # epoch metrics, 4 MI families x 4 layers at 4 epochs, grad SNR of 4 layers at 3
+        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 4 * 4 + 4 * 3)
         analysis = ibsweep("analyze", "served", "--tracking-uri", uri, cwd=tmp_path)
         assert analysis.returncode == 0, analysis.stderr[-3000:]
         series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")
