@@ -34,8 +34,12 @@ from ibsweep.analysis.series_artifact import TAG, read_series_artifacts
 
 # the tidy table's column of each metric
 EPOCH_METRICS = {rs.LOSS: "loss", rs.TRAIN_ACC: "train_acc", rs.TEST_ACC: "test_acc"}
-LAYER_METRICS = {rs.I_XT: "i_xt", rs.I_TY: "i_ty", rs.GRAD_SNR: "grad_snr"}
-VALUE_COLUMNS = ("i_xt", "i_ty", "grad_snr", "loss", "train_acc", "test_acc")
+MI_METRICS = {rs.I_XT: "i_xt", rs.I_TY: "i_ty", rs.I_TY_PERM: "i_ty_perm", rs.STATES: "n_states"}
+LAYER_METRICS = {**MI_METRICS, rs.GRAD_SNR: "grad_snr"}
+VALUE_COLUMNS = (
+    "i_xt", "i_ty", "i_ty_perm", "n_states", "layer_ceiling", "grad_snr",
+    "loss", "train_acc", "test_acc",
+)  # fmt: skip
 _BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 _BULK_MAX_RESULTS = 25000
 _BULK_MAX_RUNS = 100
@@ -59,9 +63,12 @@ class SweepSeries:
 
     @property
     def config_cols(self) -> list[str]:
-        """Param columns that define a configuration (every param but the seed)."""
+        """Param columns that define a configuration: every param but the seed and those that
+        describe how each layer is measured (they follow from the model and the panel)."""
         params = sorted({k for r in self.runs for k in r.data.params})
-        return [p for p in params if p not in rs.NON_CONFIG_PARAMS]
+        return [
+            p for p in params if p not in rs.NON_CONFIG_PARAMS and not rs.is_measurement_param(p)
+        ]
 
 
 def run_signature(run: Run) -> str | None:
@@ -104,7 +111,7 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
     """
     if not runs:
         return _long_frame([], [], [], [], [])
-    wanted = {r.info.run_id: rs.run_metric_keys(_n_layers(r)) for r in runs}
+    wanted = {r.info.run_id: rs.run_metric_keys(_n_layers(r), _panel(r)) for r in runs}
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
         return _fetch_sqlite(uri, wanted)
@@ -121,9 +128,15 @@ def fetch_long(uri: str, client: MlflowClient, runs: list[Run]) -> pd.DataFrame:
 
 
 def _n_layers(run: Run) -> int:
-    return int(run.data.params.get(rs.N_LAYERS, 0)) or sum(
-        1 for k in run.data.metrics if (rs.parse_layer_key(k) or ("",))[0] == rs.I_XT
-    )
+    if run.data.params.get(rs.N_LAYERS):
+        return int(run.data.params[rs.N_LAYERS])
+    parsed = (rs.parse_layer_key(k) for k in run.data.metrics)
+    return max((p.layer for p in parsed if p is not None and p.metric == rs.I_XT), default=0)
+
+
+def _panel(run: Run) -> list[str] | None:
+    """The run's panel members, None without a panel."""
+    return run.data.params[rs.PANEL].split(",") if run.data.params.get(rs.PANEL) else None
 
 
 def _long_frame(run_id, key, step, value, timestamp=None) -> pd.DataFrame:
@@ -246,46 +259,86 @@ def _fetch_per_metric(client: MlflowClient, wanted: dict[str, list[str]]) -> pd.
 
 
 def tidy(long: pd.DataFrame, runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per (run, layer, epoch): MI and SNR of the layer, the epoch's loss and accuracy,
-    and every param of the run (names as in MLflow), ``seed``, ``n_layers`` and ``ceiling``.
+    """One row per (run, estimator, layer, epoch): the estimator's MI, distinct states and
+    I(T;Y) under permuted labels, the layer's ceiling under it, the layer's gradient SNR and
+    the epoch's loss and accuracy (both repeated for every estimator), and every param of the
+    run (names as in MLflow), ``seed``, ``n_layers`` and ``ceiling`` (log2 N).
 
-    Rows are sorted by run_id, layer and epoch; text columns are categorical. Works on codes:
-    each point's (run, layer, epoch) row and its column are found with one sort, and values
-    are scattered into place.
+    ``estimator`` is the panel member (``default`` for a run without a panel); every member of
+    a run's panel gets a row wherever the layer has a value at that epoch. ``layer_ceiling`` is
+    min(log2 N, the run's ``max_bits`` param of that member and layer), NaN without the param.
+    Rows are sorted by run_id, estimator, layer and epoch; text columns are categorical. Works
+    on codes: each point's row and column are found with one sort, and values are scattered
+    into place.
     """
+    runs = list(runs)
     info = pd.DataFrame([_run_columns(r) for r in runs] or {"run_id": []})
     info = info.drop_duplicates("run_id").sort_values("run_id", ignore_index=True)
     run_ids = pd.Index(info["run_id"])
+    panels = _run_panels(runs, run_ids)
+    members = pd.Index(sorted({m for p in panels for m in p}))
     run = _codes(long["run_id"], run_ids)
     key_codes, key_names = _factorize(long["key"])
-    # per distinct key: which value column it feeds, and its layer (-1: an epoch metric)
+    # per distinct key: its value column (-1: not a series key), layer (-1: an epoch metric)
+    # and member (-1: grad_snr and the epoch metrics, which every member shares)
+    parsed = [rs.parse_layer_key(str(name)) for name in key_names]
+    mi_names, epoch_names = list(MI_METRICS), list(EPOCH_METRICS)
     column = np.full(len(key_names) + 1, -1)
     key_layer = np.full(len(key_names) + 1, -2)
-    layer_names, epoch_names = list(LAYER_METRICS), list(EPOCH_METRICS)
-    for i, name in enumerate(key_names):
-        parsed = rs.parse_layer_key(str(name))
-        if parsed is not None:
-            column[i], key_layer[i] = layer_names.index(parsed[0]), parsed[1]
+    key_member = np.full(len(key_names) + 1, -1)
+    for i, (name, p) in enumerate(zip(key_names, parsed, strict=True)):
+        if p is not None and p.metric == rs.GRAD_SNR:
+            column[i], key_layer[i], key_member[i] = 0, p.layer, -1
+        elif p is not None and p.member in members:
+            column[i], key_layer[i] = mi_names.index(p.metric), p.layer
+            key_member[i] = members.get_loc(p.member)
         elif name in EPOCH_METRICS:
             column[i], key_layer[i] = epoch_names.index(name), -1
     key_codes = np.where(key_codes < 0, len(key_names), key_codes)
-    col, layer = column[key_codes], key_layer[key_codes]
+    col, layer, member = column[key_codes], key_layer[key_codes], key_member[key_codes]
+    allowed = np.zeros((len(run_ids) + 1, len(members) + 1), dtype=bool)
+    for r, panel in enumerate(panels):
+        allowed[r, [members.get_loc(m) for m in panel]] = True
+    known = (run >= 0) & (col >= 0)
+    listed = known & (member >= 0)
+    known[listed] = allowed[run[listed], member[listed]]
     step = long["step"].to_numpy(dtype=np.int64)
     value = long["value"].to_numpy(dtype=float)
-    known = (run >= 0) & (col >= 0)
     lo = int(step[known].min()) if known.any() else 0
     span = int(step[known].max()) - lo + 1 if known.any() else 1
-
     per_layer = known & (layer >= 0)
     top = int(layer[per_layer].max()) + 1 if per_layer.any() else 1
-    cell = _rows(run[per_layer], layer[per_layer], step[per_layer] - lo, top, span)
-    rows, at = np.unique(cell, return_inverse=True)
-    grid = _scatter(len(rows), at, col[per_layer], value[per_layer], len(layer_names))
-    kept = ~np.isnan(grid).all(axis=1)  # as a pivot: a row needs a value
-    rows, grid = rows[kept], grid[kept]
-    row_run = rows // (top * span)
+    n_members = max(len(members), 1)
+
+    mi = per_layer & (member >= 0)
+    mi_cell = _rows(run[mi] * n_members + member[mi], layer[mi], step[mi] - lo, top, span)
+    grad = per_layer & (member == -1)
+    grad_cell = _rows(run[grad], layer[grad], step[grad] - lo, top, span)
+    grad_rows, grad_at = np.unique(grad_cell, return_inverse=True)
+    grad_grid = _scatter(len(grad_rows), grad_at, col[grad], value[grad], 1)[:, 0]
+    # a layer with a gradient value but no MI at an epoch still gets a row per member
+    grad_run = grad_rows // (top * span)
+    counts = np.array([len(p) for p in panels], dtype=np.int64)[grad_run]
+    firsts = np.repeat(np.cumsum(counts) - counts, counts)
+    flat_members = np.array([members.get_loc(m) for p in panels for m in p], dtype=np.int64)
+    offsets = np.cumsum([0, *(len(p) for p in panels)])[:-1].astype(np.int64)
+    which = np.repeat(offsets[grad_run], counts) + np.arange(counts.sum()) - firsts
+    grad_member = flat_members[which] if len(which) else np.zeros(0, dtype=np.int64)
+    rest = np.repeat(grad_rows % (top * span), counts)
+    extra = (np.repeat(grad_run, counts) * n_members + grad_member) * (top * span) + rest
+
+    rows, at = np.unique(np.concatenate([mi_cell, extra]), return_inverse=True)
+    grid = _scatter(len(rows), at[: len(mi_cell)], col[mi], value[mi], len(mi_names))
+    row_run = rows // (n_members * top * span)
+    row_member = rows // (top * span) % n_members
     row_layer = rows // span % top
     row_step = rows % span + lo
+    grad_base = (row_run * top + row_layer) * span
+    grad_values = _lookup(grad_rows, grad_grid[:, None], grad_base, row_step - lo)[:, 0]
+    kept = ~(np.isnan(grid).all(axis=1) & np.isnan(grad_values))  # as a pivot: a row needs a value
+    rows, grid, grad_values = rows[kept], grid[kept], grad_values[kept]
+    row_run, row_member = row_run[kept], row_member[kept]
+    row_layer, row_step = row_layer[kept], row_step[kept]
 
     per_epoch = known & (layer == -1)
     epoch_cell = run[per_epoch] * span + (step[per_epoch] - lo)
@@ -293,20 +346,24 @@ def tidy(long: pd.DataFrame, runs: Iterable[Run]) -> pd.DataFrame:
     epoch_grid = _scatter(
         len(epoch_rows), epoch_at, col[per_epoch], value[per_epoch], len(epoch_names)
     )
-    wanted = row_run * span + (row_step - lo)
-    where = np.clip(np.searchsorted(epoch_rows, wanted), 0, max(len(epoch_rows) - 1, 0))
-    found = (epoch_rows[where] == wanted) if len(epoch_rows) else np.zeros(len(wanted), bool)
-    epoch_values = np.full((len(rows), len(epoch_names)), np.nan)
-    epoch_values[found] = epoch_grid[where[found]]
+    epoch_values = _lookup(epoch_rows, epoch_grid, row_run * span, row_step - lo)
 
+    ceilings = info["ceiling"].to_numpy(dtype=float) if "ceiling" in info else None
+    bits = _max_bits(runs, run_ids, members, top)
     out = {
         "run_id": pd.Categorical.from_codes(row_run, run_ids),
         "seed": info["seed"].to_numpy()[row_run] if "seed" in info else np.full(len(rows), -1),
+        "estimator": pd.Categorical.from_codes(row_member, members)
+        if len(members)
+        else pd.Categorical([rs.DEFAULT_MEMBER] * len(rows)),
         "layer": row_layer.astype(np.int64),
         "epoch": row_step.astype(np.int64),
     }
-    for j, name in enumerate(layer_names):
-        out[LAYER_METRICS[name]] = grid[:, j]
+    for j, name in enumerate(mi_names):
+        out[MI_METRICS[name]] = grid[:, j]
+    ceiling = ceilings[row_run] if ceilings is not None else np.full(len(rows), np.nan)
+    out["layer_ceiling"] = np.minimum(ceiling, bits[row_run, row_member, row_layer])
+    out["grad_snr"] = grad_values
     for j, name in enumerate(epoch_names):
         out[EPOCH_METRICS[name]] = epoch_values[:, j]
     for name in ("n_layers", "ceiling"):
@@ -316,10 +373,43 @@ def tidy(long: pd.DataFrame, runs: Iterable[Run]) -> pd.DataFrame:
         values = pd.Categorical(info[name])
         out[name] = pd.Categorical.from_codes(values.codes[row_run], values.categories)
     table = pd.DataFrame(out)
-    first = ["run_id", "seed", "layer", "epoch", *VALUE_COLUMNS, "n_layers", "ceiling"]
+    first = ["run_id", "seed", "estimator", "layer", "epoch", *VALUE_COLUMNS, "n_layers"]
     for name in table.select_dtypes("category").columns:
         table[name] = table[name].cat.remove_unused_categories()
-    return table[first + params]
+    return table[[*first, "ceiling", *params]]
+
+
+def _run_panels(runs: list[Run], run_ids: pd.Index) -> list[list[str]]:
+    """Each run's panel members (``default`` without a panel), in ``run_ids`` order."""
+    by_id = {r.info.run_id: rs.panel_members(r.data.params) for r in runs}
+    return [by_id[r] for r in run_ids]
+
+
+def _max_bits(runs: list[Run], run_ids: pd.Index, members: pd.Index, top: int) -> np.ndarray:
+    """The ``max_bits`` param per (run, member, layer), NaN where the run has none."""
+    bits = np.full((len(run_ids) + 1, max(len(members), 1), top), np.nan)
+    position = {r: i for i, r in enumerate(run_ids)}
+    for r in runs:
+        i = position[r.info.run_id]
+        for member in rs.panel_members(r.data.params):
+            for k in range(1, top):
+                raw = r.data.params.get(rs.max_bits_param(k, member))
+                if raw is not None:
+                    bits[i, members.get_loc(member), k] = float(raw)
+    return bits
+
+
+def _lookup(cells: np.ndarray, grid: np.ndarray, base: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``grid``'s row for each wanted cell ``base + step`` among sorted ``cells``; NaN if absent."""
+    wanted = base + step
+    shape = (len(wanted), *grid.shape[1:])
+    out = np.full(shape, np.nan)
+    if not len(cells):
+        return out
+    where = np.clip(np.searchsorted(cells, wanted), 0, len(cells) - 1)
+    found = cells[where] == wanted
+    out[found] = grid[where[found]]
+    return out
 
 
 def _codes(column: pd.Series, index: pd.Index) -> np.ndarray:
@@ -368,7 +458,10 @@ def _run_columns(run: Run) -> dict:
 
 
 class SeriesCache:
-    """Tidy rows of finished runs on disk, keyed by each run's signature."""
+    """Tidy rows of finished runs on disk, keyed by each run's signature; a cache written for
+    another layout of the table (``FORMAT``) is not used."""
+
+    FORMAT = 2  # 2: one row per estimator, with the reliability columns
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -379,7 +472,10 @@ class SeriesCache:
         """The cached signatures and rows (None when there is no cache)."""
         if not (self.index_path.exists() and self.table_path.exists()):
             return {}, None
-        return json.loads(self.index_path.read_text()), pd.read_parquet(self.table_path)
+        index = json.loads(self.index_path.read_text())
+        if not isinstance(index, dict) or index.get("format") != self.FORMAT:
+            return {}, None
+        return index["runs"], pd.read_parquet(self.table_path)
 
     def save(self, signatures: dict[str, str], table: pd.DataFrame) -> None:
         """Replace the cache (written to temporary files, then renamed)."""
@@ -388,7 +484,7 @@ class SeriesCache:
         table.to_parquet(tmp_table, index=False)
         tmp_table.replace(self.table_path)
         tmp_index = self.index_path.with_suffix(".partial")
-        tmp_index.write_text(json.dumps(signatures))
+        tmp_index.write_text(json.dumps({"format": self.FORMAT, "runs": signatures}))
         tmp_index.replace(self.index_path)
 
 
@@ -419,7 +515,8 @@ def fetch_series(uri: str, name: str, cache_dir: str | Path | None = None) -> Sw
         table = _compact(parts[0].reset_index(drop=True))
     else:
         table = _compact(pd.concat(parts, ignore_index=True))
-        table = table.sort_values(["run_id", "layer", "epoch"]).reset_index(drop=True)
+        table = table.sort_values(["run_id", "estimator", "layer", "epoch"])
+        table = table.reset_index(drop=True)
     if cache is not None and todo:
         done = {k: v for k, v in sigs.items() if v}
         finished = table["run_id"].isin(done) if not table.empty else None

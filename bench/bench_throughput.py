@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python bench/bench_throughput.py [--quick] [--json PATH] [--only-train]
+    python bench/bench_throughput.py [--quick] [--json PATH] [--only-train | --only-panel]
 
 Measures, for the classic 12-10-7-5-4-3-2 network on `tishby` (tanh, and the BNN with the STE):
 
@@ -11,6 +11,8 @@ Measures, for the classic 12-10-7-5-4-3-2 network on `tishby` (tanh, and the BNN
   epoch, MI by np.digitize and np.unique over rows, rows collected in a list;
 - (b) `ibsweep train`: ``sweep.single_run.train_single`` (the command's code) with packed seeds,
   its tidy table included, and the command itself once in a subprocess;
+- the cost of an estimator panel: (b) with the per-layer defaults against a three-member panel
+  (bin30, sign, exact), alternately in one process, the permuted-label baseline in both;
 - (c) a sweep through Ray Tune and MLflow (``sweep.runner.run_sweep``) into a SQLite store in a
   temporary folder: the trial's wall time against the same work in-process;
 - MLflow's ``log_batch`` write rate into SQLite and into a ``mlflow server`` started here on
@@ -55,12 +57,14 @@ ROOT = Path(__file__).resolve().parents[1]
 from ibsweep.models.config import ModelConfig, TrainConfig  # noqa: E402
 from ibsweep.models.datasets import Dataset, load_dataset, split_indices  # noqa: E402
 from ibsweep.models.training import Trainer  # noqa: E402
-from ibsweep.sweep.training.meter import LayerMeter  # noqa: E402
+from ibsweep.sweep.training.meter import LayerMeter, permuted_labels  # noqa: E402
 from ibsweep.sweep.training.single_run import record_columns, train_single  # noqa: E402
 
 TANH = ModelConfig()
 BNN = ModelConfig(kind="bnn", activation="ste")
-POINTS_PER_SEED_EPOCH = 3 + 3 * 6  # loss, accuracies; I(X;T), I(T;Y), grad SNR per layer
+# loss, accuracies; per layer I(X;T), I(T;Y), I(T;Y) under permuted labels, states, grad SNR
+POINTS_PER_SEED_EPOCH = 3 + 5 * 6
+PANEL = {"bin30": ("binning", {}), "sign": ("binning", {"n_bins": 2}), "exact": ("exact", {})}
 
 
 def load() -> float:
@@ -169,17 +173,52 @@ def baseline_run(data: Dataset, seed: int, epochs: int) -> list[dict]:
 # (b) ibsweep train
 
 
-def packed_run(model: ModelConfig, data: Dataset, n_seeds: int, epochs: int) -> None:
-    """``ibsweep train`` in-process: packed seeds, MI every epoch, the tidy table."""
-    train_single(model, TrainConfig(epochs=epochs), data, list(range(n_seeds)), LayerMeter(model))
+def packed_run(
+    model: ModelConfig, data: Dataset, n_seeds: int, epochs: int, panel: dict | None = None
+) -> None:
+    """``ibsweep train`` in-process: packed seeds, MI every epoch (with the permuted-label
+    baseline; every member of ``panel`` if given), the tidy table."""
+    meter = LayerMeter(model, panel=panel)
+    train_single(model, TrainConfig(epochs=epochs), data, list(range(n_seeds)), meter)
 
 
-def cli_run(n_seeds: int, epochs: int, out: Path) -> dict:
+def panel_cost(model: ModelConfig, data: Dataset, n_seeds: int, epochs: int, pairs: int) -> dict:
+    """``ibsweep train`` with the per-layer defaults against a three-member panel (bin30, sign,
+    exact), alternately in the same process: seed-epochs per second (wall and CPU), and the
+    panel's share of the one-estimator rate, per pair and as the median."""
+    one: list[tuple[float, float]] = []
+    three: list[tuple[float, float]] = []
+    loads = []
+    for _ in range(pairs):
+        loads.append(load())
+        one.append(timed(lambda: packed_run(model, data, n_seeds, epochs)))
+        three.append(timed(lambda: packed_run(model, data, n_seeds, epochs, PANEL)))
+    work = n_seeds * epochs
+    wall = [a[0] / b[0] for a, b in zip(one, three, strict=True)]
+    cpu = [a[1] / b[1] for a, b in zip(one, three, strict=True)]
+    return {
+        "one_per_s": work / statistics.median(w for w, _ in one),
+        "panel_per_s": work / statistics.median(w for w, _ in three),
+        "one_per_cpu_s": work / statistics.median(c for _, c in one),
+        "panel_per_cpu_s": work / statistics.median(c for _, c in three),
+        "kept_wall": statistics.median(wall),
+        "kept_cpu": statistics.median(cpu),
+        "kept_wall_pairs": wall,
+        "kept_cpu_pairs": cpu,
+        "pairs": pairs,
+        "load": loads,
+    }
+
+
+def cli_run(n_seeds: int, epochs: int, out: Path, panel: dict | None = None) -> dict:
     """The command itself in a subprocess, once: wall time including Python and torch start."""
     cmd = [
         sys.executable, "-m", "ibsweep.sweep.cli", "train", "--seeds", str(n_seeds),
         "--epochs", str(epochs), "--quiet", "--out", str(out),
     ]  # fmt: skip
+    for member, (name, params) in (panel or {}).items():
+        spec = ",".join(f"{k}={v}" for k, v in params.items())
+        cmd += ["--estimator", f"{member}={name}{':' if spec else ''}{spec}"]
     before = load()
     wall = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
@@ -374,23 +413,30 @@ def server_write_rate(n_points: int, repeats: int) -> dict:
 # breakdown and arithmetic limit
 
 
-def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
+def epoch_breakdown(
+    model: ModelConfig, n_seeds: int, epochs: int, panel: dict | None = None
+) -> dict:
     """Median ms per seed-epoch of each part of an epoch: CPU time of the training thread.
 
     The MLflow part is what the training thread spends handing the points to the sink (the
-    per-layer numbers as LayerInfo rows, one dict and point tuples per seed); the sink's
-    background thread writes them, on its own time.
+    per-layer numbers as one row per seed, one dict and point tuples per seed); the sink's
+    background thread writes them, on its own time. MI includes the permuted-label baseline,
+    and every member of ``panel`` if given.
     """
     from mlflow.tracking import MlflowClient
 
     from ibsweep.analysis.sqlite_metrics import bulk_writer
     from ibsweep.sweep.tracking.sink import MetricSink
-    from ibsweep.sweep.tuning.trainable import epoch_metrics
+    from ibsweep.sweep.tuning.trainable import epoch_metrics, mi_values
 
     data = load_dataset("tishby")
     trainer = Trainer(model, TrainConfig(epochs=epochs + 1), data, list(range(n_seeds)))
-    meter = LayerMeter(model)
+    meter = LayerMeter(model, panel=panel)
     labels = trainer.measure_labels
+    perm = permuted_labels(labels, trainer.seeds)
+    members = meter.members
+    bits = meter.max_bits((*model.widths, data.n_classes))
+    ceilings = np.minimum(12.0, np.array([bits[m] for m in members]))
     folder = tempfile.mkdtemp(prefix="ibsweep-bench-sink-")
     uri = f"sqlite:///{folder}/mlflow.db"
     client = MlflowClient(uri)
@@ -407,13 +453,13 @@ def epoch_breakdown(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
         t1 = clock()
         record = trainer._evaluate(snr, True)
         t2 = clock()
-        est = meter.estimate(record.layers, labels)
+        est = meter.estimate(record.layers, labels, perm)
         t3 = clock()
-        record_columns(record, trainer.seeds, est, trainer.n_layers)
+        record_columns(record, trainer.seeds, est, members, ceilings)
         t4 = clock()
-        info = meter.infos(est)
+        values = mi_values(est)
         for s in range(n_seeds):
-            sink.add(runs[s], epoch_metrics(record, s, info[s]), record.epoch)
+            sink.add(runs[s], epoch_metrics(record, s, values[s], members), record.epoch)
         t5 = clock()
         for name, a, b in (
             ("training (13 minibatch steps)", t0, t1),
@@ -478,9 +524,10 @@ def memory_bounded(model: ModelConfig, n_seeds: int, epochs: int) -> dict:
     trainer = Trainer(model, TrainConfig(epochs=epochs), data, list(range(n_seeds)))
     meter = LayerMeter(model)
     labels = trainer.measure_labels
+    perm = permuted_labels(labels, trainer.seeds)
     seen = {}
     for record in trainer.run():
-        meter.estimate(record.layers, labels)
+        meter.estimate(record.layers, labels, perm)
         if record.epoch in (epochs // 10, epochs):
             seen[record.epoch] = rss_mib()
     return {"epochs": epochs, "rss_mib": seen}
@@ -491,6 +538,25 @@ def finish(res: dict, json_path: str | None) -> None:
     res["load_end"] = load()
     if json_path:
         Path(json_path).write_text(json.dumps(res, indent=1, default=float))
+
+
+def panel_section(
+    res: dict, data: Dataset, seeds: int, epochs: int, reps: int, show: Callable
+) -> None:
+    """The panel's cost: rates of one estimator against the panel, breakdowns, the command."""
+    for name, model in (("tanh", TANH), ("bnn_ste", BNN)):
+        packed_run(model, data, seeds, 1, PANEL)  # once: numba's cached kernels load
+        res[f"panel_{name}"] = panel_cost(model, data, seeds, epochs, reps)
+        show(f"panel cost, ibsweep train, {seeds} seeds, {name}", res[f"panel_{name}"])
+    for label, panel in (("one", None), ("panel", PANEL)):
+        key = f"breakdown_tanh_{label}"
+        res[key] = epoch_breakdown(TANH, seeds, max(5, epochs // 5), panel)
+        show(f"epoch breakdown, ms per seed-epoch (CPU), tanh, {label}", res[key])
+    with tempfile.TemporaryDirectory() as tmp:
+        one = cli_run(seeds, epochs, Path(tmp) / "one.parquet")
+        three = cli_run(seeds, epochs, Path(tmp) / "panel.parquet", PANEL)
+    res["panel_cli"] = {"one": one, "panel": three, "kept_wall": one["wall_s"] / three["wall_s"]}
+    show("the command in a subprocess, once each", res["panel_cli"])
 
 
 def main() -> None:
@@ -508,6 +574,12 @@ def main() -> None:
         "--only-sweep",
         action="store_true",
         help="only (a), (b) for tanh in-process, (c) and the stores' write rates",
+    )
+    parser.add_argument(
+        "--only-panel",
+        action="store_true",
+        help="only the panel's cost: (b) with one estimator against a three-member panel, "
+        "both epoch breakdowns, and the command with the panel once",
     )
     parser.add_argument(
         "--packing",
@@ -537,6 +609,10 @@ def main() -> None:
     def show(name: str, value: object) -> None:
         print(f"{name}: {json.dumps(value, default=float)}", flush=True)
 
+    if args.only_panel:
+        panel_section(res, tishby, seeds, e_b, reps, show)
+        finish(res, args.json)
+        return
     res["a_baseline"] = rates(e_a, lambda: baseline_run(tishby, 0, e_a), max(2, reps - 2))
     show("(a) baseline, one seed, plain torch, np.unique", res["a_baseline"])
     models = (("tanh", TANH),) if args.only_sweep else (("tanh", TANH), ("bnn_ste", BNN))
@@ -598,6 +674,7 @@ def main() -> None:
     if args.only_sweep:
         finish(res, args.json)
         return
+    panel_section(res, tishby, seeds, e_b, reps, show)
     for name, model in (("tanh", TANH), ("bnn_ste", BNN)):
         res[f"breakdown_{name}"] = epoch_breakdown(model, seeds, 5 if q else 20)
         show(f"epoch breakdown, ms per seed-epoch (CPU), {name}", res[f"breakdown_{name}"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,9 +57,24 @@ class ModelConfig(BaseModel):
         return "x".join(str(w) for w in self.widths)
 
     def layer_types(self) -> tuple[str, ...]:
-        """What each measured layer holds (hidden layers, then 'softmax' for the output)."""
-        hidden = "binary" if self.kind == "bnn" else self.activation
-        return (hidden,) * len(self.widths) + ("softmax",)
+        """What each measured layer holds: the hidden layers' activation ('binary' in a BNN),
+        then the output's softmax.
+
+        A BNN's output is 'binary_logits': real logits computed from the last binary layer, so
+        a deterministic function of at most 2^width of its states, which an estimator should
+        count exactly rather than bin like a DNN's softmax.
+        """
+        if self.kind == "bnn":
+            return ("binary",) * len(self.widths) + ("binary_logits",)
+        return (self.activation,) * len(self.widths) + ("softmax",)
+
+    def state_bits(self) -> tuple[float, ...]:
+        """Per measured layer, log2 of the most distinct states it can take whatever the data:
+        width bits for a binary layer, the last binary layer's width for a BNN's output, and
+        inf for real-valued layers."""
+        if self.kind != "bnn":
+            return (math.inf,) * (len(self.widths) + 1)
+        return (*map(float, self.widths), float(self.widths[-1]))
 
 
 class TrainConfig(BaseModel):

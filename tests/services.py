@@ -297,9 +297,14 @@ def sweep_runs(uri: str, name: str):
 
 
 def assert_histories_exact(client: MlflowClient, run, schedule: list[int], n_layers: int) -> None:
-    """Every metric of a finished run has exactly one value at each scheduled epoch."""
-    keys = ["loss", "train_acc", "test_acc"]
-    keys += [f"{m}/layer{k}" for k in range(1, n_layers + 1) for m in ("I_XT", "I_TY")]
+    """Every metric of a finished run (every estimator of its panel, if it has one) has exactly
+    one value at each scheduled epoch."""
+    from ibsweep.analysis import run_schema as rs
+
+    panel = run.data.params.get(rs.PANEL)
+    keys = rs.run_metric_keys(n_layers, panel.split(",") if panel else None)
+    keys = [k for k in keys if not k.startswith(rs.GRAD_SNR)]
+    assert len(keys) == 3 + 4 * n_layers * (len(panel.split(",")) if panel else 1)
     for key in keys:
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == schedule, f"{run.info.run_name} {key}: steps {steps} != {schedule}"

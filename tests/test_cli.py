@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -54,10 +55,14 @@ def test_train_writes_tidy_parquet_with_mi_per_layer(capsys, tmp_path):
     assert t.num_rows == 4 * 6  # epochs 0..3, six layers
     rows = t.to_pylist()
     assert {r["seed"] for r in rows} == {2}
+    assert {r["estimator"] for r in rows} == {"default"}
     for r in rows:
         assert 0 <= r["i_ty"] <= min(r["i_xt"], 1.0) + 1e-9
-        if r["layer"] <= 5:  # binary hidden layer of width w holds at most w bits
-            assert r["i_xt"] <= (10, 7, 5, 4, 3)[r["layer"] - 1] + 1e-9
+        assert 0 <= r["i_ty_perm"] <= min(r["i_xt"], 1.0) + 1e-9
+        # a binary hidden layer of width w holds at most w bits, the output what the last holds
+        assert r["layer_ceiling"] == (10, 7, 5, 4, 3, 3)[r["layer"] - 1]
+        assert r["i_xt"] <= r["layer_ceiling"] + 1e-9
+        assert 1 <= r["n_states"] <= 2 ** r["layer_ceiling"]
 
 
 def test_train_csv_with_estimator_override(capsys, tmp_path):
@@ -81,9 +86,57 @@ def test_train_csv_with_estimator_override(capsys, tmp_path):
     assert {r["epoch"] for r in t} == {0, 1, 2}
 
 
+PANEL = ["bin30=binning", "sign=binning:n_bins=2", "exact=exact"]
+
+
+def _train_table(capsys, tmp_path, name, *estimators):
+    out_path = tmp_path / f"{name}.parquet"
+    argv = ["train", "--epochs", "3", "--seeds", "2", "--quiet", "--out", str(out_path)]
+    for spec in estimators:
+        argv += ["--estimator", spec]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    return pq.read_table(out_path).to_pandas(), out
+
+
+def test_train_with_a_panel_equals_each_estimator_alone(capsys, tmp_path):
+    panel, out = _train_table(capsys, tmp_path, "panel", *PANEL)
+    assert list(panel["estimator"].unique()) == ["bin30", "sign", "exact"]
+    assert len(panel) == 4 * 2 * 3 * 6  # epochs, seeds, members, layers
+    for member in ("bin30", "sign", "exact"):
+        assert f"  {member}  " in out  # the summary shows every member
+    keys = ["seed", "epoch", "layer"]
+    columns = ["i_xt", "i_ty", "i_ty_perm", "n_states", "layer_ceiling", "loss", "grad_snr"]
+    for spec in PANEL:
+        member = spec.partition("=")[0]
+        alone, _ = _train_table(capsys, tmp_path, member, spec)
+        assert set(alone["estimator"]) == {member}
+        got = panel[panel["estimator"] == member].set_index(keys)[columns]
+        pd.testing.assert_frame_equal(got, alone.set_index(keys)[columns])
+    default, _ = _train_table(capsys, tmp_path, "default")  # tanh's default is bin30
+    assert set(default["estimator"]) == {"default"}
+    got = panel[panel["estimator"] == "bin30"].set_index(keys)[columns]
+    pd.testing.assert_frame_equal(got, default.set_index(keys)[columns])
+    sign = panel[panel["estimator"] == "sign"]
+    assert (sign["layer_ceiling"].to_numpy() == np.tile([10, 7, 5, 4, 3, 2], 8)).all()
+    assert (sign["i_xt"] <= sign["layer_ceiling"] + 1e-9).all()
+    exact = panel[panel["estimator"] == "exact"]
+    assert (exact["layer_ceiling"] == 12).all()
+
+
 @pytest.mark.parametrize(
     "argv,expected",
     [
+        (["--estimator", "a=exact", "--estimator", "kde"], "not both"),
+        (["--estimator", "kde", "--estimator", "exact"], "one SPEC is the estimator"),
+        (["--estimator", "a=exact", "--estimator", "a=kde"], "'a' is given twice"),
+        (["--estimator", "a=exact", "--estimator", "A=kde"], "differ only in case"),
+        (["--estimator", "bad-name=exact"], "'bad-name' is not a usable estimator name"),
+        (["--estimator", "default=exact"], "'default' is reserved"),
+        (["--estimator", "s=binning:n_bin=2"], "--estimator s=binning:n_bin=2: binning: unknown"),
+        (["--estimator", "s=magic"], "unknown estimator 'magic'"),
+        (["--estimator", "g=binning:range=global"], "range 'global'"),
+        (["--estimator", "binning:range=global"], "allowed ranges: fixed, layer, neuron"),
         (["--kind", "cnn"], "unknown kind 'cnn'; allowed: dnn, bnn"),
         (["--activation", "gelu"], "unknown activation 'gelu'; allowed:"),
         (["--kind", "bnn", "--activation", "tanh"], "does not fit kind 'bnn'"),

@@ -475,6 +475,7 @@ def test_pack_rows_gives_equal_keys_exactly_for_equal_rows() -> None:
     ("layer_type", "expected"),
     [
         ("binary", "exact()"),
+        ("binary_logits", "exact()"),
         ("tanh", "binning(n_bins=30,range=fixed,lo=-1,hi=1)"),
         ("hardtanh", "binning(n_bins=30,range=fixed,lo=-1,hi=1)"),
         ("sigmoid", "binning(n_bins=30,range=fixed,lo=0,hi=1)"),

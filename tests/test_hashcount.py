@@ -152,22 +152,56 @@ def test_non_finite_values_raise_the_estimators_error(bad, layer_type):
 
 
 def test_kernel_counts_directly(monkeypatch):
-    """count_stacked itself: the analytic entropies of four equiprobable states."""
+    """count_stacked itself: the analytic entropies of four equiprobable states, with the
+    labels and with labels that ignore them."""
     n = 400
     units = np.zeros((2, 2, n), dtype=np.float32)
     units[:, 0] = (np.arange(n) % 2) * 2 - 1
     units[:, 1] = ((np.arange(n) // 2) % 2) * 2 - 1
     ones = np.ones((2, 2))
     labels = (np.arange(n) % 2)[None, :].astype(np.int64)
-    h_t, h_ty, states, done = hashcount.count_stacked(
-        units, np.full((2, 2), 1.0), ones, np.full((2, 2), -1.0), np.array([[2.0, 1.0]] * 2),
-        np.array([4, 4]), labels, 2, np.array([1]), True, stacked_module._plogp(n),
+    constant = np.zeros((1, n), dtype=np.int64)
+    counts = hashcount.count_stacked(
+        units, hashcount.BINARY, np.full((2, 2), 1.0), ones, np.full((2, 2), -1.0),
+        np.array([[2.0, 1.0]] * 2), np.array([4, 4]), labels, constant, 2, np.array([1]),
+        stacked_module._plogp(n),
     )  # fmt: skip
-    assert done.tolist() == [False, True]
-    assert states[1] == 4
-    assert h_t[1] == pytest.approx(2.0, abs=1e-12)
-    assert h_ty[1] == pytest.approx(2.0, abs=1e-12)
-    assert np.isnan(h_t[0])
+    assert counts.done.tolist() == [False, True]
+    assert counts.states[1] == 4
+    assert counts.h_t[1] == pytest.approx(2.0, abs=1e-12)
+    assert counts.h_ty[1] == pytest.approx(2.0, abs=1e-12)  # (T, Y): T holds Y
+    assert counts.h_ty_perm[1] == pytest.approx(2.0, abs=1e-12)  # Y' constant: H(T, Y') = H(T)
+    assert np.isnan(counts.h_t[0])
+    rows = hashcount.count_stacked(
+        units, hashcount.ROWS, ones, ones, ones, ones, np.array([0, 0]), labels, None, 2,
+        np.array([0, 1]), stacked_module._plogp(n),
+    )  # fmt: skip
+    assert rows.states.tolist() == [4, 4] and np.isnan(rows.h_ty_perm).all()
+    np.testing.assert_allclose(rows.h_t, counts.h_t[1], atol=1e-12)
+
+
+def test_exact_on_real_values_hashes_rows_as_the_estimator_counts_them(monkeypatch):
+    """Rows equal but for -0.0 are one state, rows differing in one unit are two; a softmax
+    and an injective tanh layer: the estimator's numbers, with and without the kernel."""
+    rng = np.random.default_rng(11)
+    n_seeds, n = 3, 600
+    y = rng.integers(0, 3, size=n)
+    few = rng.normal(size=(n_seeds, 7, 4))[:, rng.integers(0, 7, size=n)]  # 7 distinct rows
+    few[0, ::2, 1] = 0.0
+    few[0, 1::2, 1] = -0.0  # the same value: one state
+    few[1, 5, 3] *= 1 + 1e-6  # a few ulps away in float32: a state of its own
+    z = rng.normal(size=(n_seeds, n, 3))
+    softmax = np.round(np.exp(z) / np.exp(z).sum(axis=2, keepdims=True), 2)
+    layers = [
+        _units_first(t.astype(dtype))
+        for t in (few, softmax, np.tanh(z))
+        for dtype in (np.float32, np.float64)
+    ]
+    exact = make_estimator("exact")
+    got, ref = _both(monkeypatch, [exact] * len(layers), layers, y)
+    _assert_same(got, ref, [exact] * len(layers), layers, y)
+    assert got.n_states[0, :2].tolist() == [7, 7] and got.n_states[1, :2].tolist() == [8, 8]
+    assert (got.n_states[:, 4:] == n).all()
 
 
 _FRESH_PROCESS = """

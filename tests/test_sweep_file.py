@@ -66,6 +66,25 @@ FAULTS = [
     (_with("mi.estimator", "magic"), "unknown estimator 'magic'"),
     (_with("mi.estimator", {"name": "binning", "n_bins": -1}), "n_bins"),
     (_with("grid.dataset", ["mnist"]), "mnist"),  # no MNIST files here
+    (_with("mi.estimator", {"name": "binning", "range": "global"}), "mi.estimator: binning("),
+    (_with("mi.estimators", {"sign": {"name": "magic"}}), "mi.estimators.sign: unknown estima"),
+    (_with("mi.estimators", {"sign": {"name": "binning", "n_bin": 2}}), "unknown parameter"),
+    (_with("mi.estimators", {"sign": {"n_bins": 2}}), "sign: give the estimator as 'name'"),
+    (_with("mi.estimators", {"bad-name": {"name": "exact"}}), "'bad-name' is not a usable"),
+    (_with("mi.estimators", {"a": {"name": "exact"}, "A": {"name": "kde"}}), "only in case"),
+    (_with("mi.estimators", {"default": {"name": "exact"}}), "'default' is reserved"),
+    (_with("mi.estimators", {"layer2": {"name": "exact"}}), "'layer2' is reserved"),
+    (_with("mi.estimators", {}), "name at least one member"),
+    (
+        _with(
+            "mi.estimators", {"ok": {"name": "exact"}, "g": {"name": "binning", "range": "global"}}
+        ),
+        "mi.estimators.g: binning(n_bins=30,range=global) needs every epoch's activations",
+    ),
+    (
+        _with("mi", {"every": 1, "estimator": "exact", "estimators": {"e": {"name": "exact"}}}),
+        "mi: give either estimator (one for every layer) or estimators (a panel), not both",
+    ),
 ]
 
 
@@ -112,6 +131,7 @@ def test_plan_shows_grid_skips_and_work(tmp_path, capsys):
     assert "skipped 2 combinations" in out
     assert "activation 'ste' does not fit kind 'dnn'" in out
     assert "1800 seed-epochs" in out
+    assert "estimators: the per-layer defaults" in out
 
 
 def test_expansion_order_names_and_seed_lists(tmp_path):
@@ -139,5 +159,6 @@ def test_same_file_same_digest_and_changes_change_it(tmp_path):
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(GOOD))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(GOOD, default_flow_style=True))
     (tmp_path / "c.yaml").write_text(_with("train.epochs", 301))
-    a, b, c = (load_spec(tmp_path / f"{x}.yaml").digest() for x in "abc")
-    assert a == b != c
+    (tmp_path / "d.yaml").write_text(_with("mi.estimators", {"sign": {"name": "binning"}}))
+    a, b, c, d = (load_spec(tmp_path / f"{x}.yaml").digest() for x in "abcd")
+    assert a == b != c and d not in (a, c)

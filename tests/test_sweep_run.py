@@ -8,10 +8,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
 
+from ibsweep.analysis.fetch import fetch_series
 from ibsweep.sweep.tuning.trainable import CHECKPOINT_PREFIX
 from tests.services import (
     Holds,
@@ -88,6 +90,94 @@ def test_small_grid_into_sqlite(tmp_path):
     assert len(filtered) == 2
     again = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
     assert again.returncode == 0 and "already complete" in again.stderr
+
+
+PANEL = {
+    "bin30": {"name": "binning", "n_bins": 30},
+    "sign": {"name": "binning", "n_bins": 2},
+    "exact": {"name": "exact"},
+}
+SERIES_COLUMNS = [
+    "run_id", "seed", "estimator", "layer", "epoch", "i_xt", "i_ty", "i_ty_perm", "n_states",
+    "layer_ceiling", "grad_snr", "loss", "train_acc", "test_acc", "n_layers", "ceiling",
+]  # fmt: skip
+
+
+def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path):
+    spec = {
+        **SMALL,
+        "name": "panel",
+        "grid": {**SMALL["grid"], "seeds": 2},
+        "seeds_per_trial": 2,
+        "train": {**SMALL["train"], "epochs": 6},
+        "mi": {"every": 2, "estimators": PANEL},
+    }
+    path = write_sweep(tmp_path, spec)
+    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, _, children = sweep_runs(uri, "panel")
+    assert len(children) == 4
+    schedule = [0, 2, 4, 6]
+    for run in children:
+        p = run.data.params
+        assert p["mi.estimators"] == "bin30,sign,exact"
+        bnn = p["model.kind"] == "bnn"
+        assert p["mi.estimators.sign.layer1"] == "binning(n_bins=2,range=fixed,lo=-1,hi=1)"
+        assert p["mi.estimators.bin30.layer6"] == "binning(n_bins=30,range=fixed,lo=0,hi=1)"
+        assert p["mi.estimators.exact.layer6.max_bits"] == ("3" if bnn else "inf")
+        assert "mi.layer1.estimator" not in p and "I_XT/layer1" not in run.data.metrics
+        keys = ["loss", "train_acc", "test_acc"]
+        keys += [f"{m}/{e}/layer{k}" for m in ("I_XT", "I_TY", "I_TY_perm", "states")
+                 for e in PANEL for k in range(1, 7)]  # fmt: skip
+        for key in keys:
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            assert steps == schedule, f"{run.info.run_name} {key}: {steps}"
+        for k in range(1, 7):
+            steps = [
+                m.step for m in client.get_metric_history(run.info.run_id, f"grad_snr/layer{k}")
+            ]
+            assert sorted(steps) == schedule[1:]
+    series = fetch_series(uri, "panel")
+    table = series.table
+    assert list(table.columns[: len(SERIES_COLUMNS)]) == SERIES_COLUMNS
+    assert not any(
+        c.startswith("mi.estimators") or c.startswith("mi.layer") for c in series.config_cols
+    )
+    assert "model.kind" in series.config_cols and "seed" not in series.config_cols
+    assert len(table) == 4 * 3 * 6 * len(schedule)  # runs x estimators x layers x epochs
+    assert set(table["estimator"].astype(str)) == set(PANEL)
+    assert not table.duplicated(["run_id", "estimator", "layer", "epoch"]).any()
+    assert (table["n_states"] >= 1).all() and (table["n_states"] % 1 == 0).all()
+    assert (table["i_xt"] <= table["layer_ceiling"] + 1e-9).all()
+    assert (table["i_ty_perm"] <= table["i_xt"] + 1e-9).all()
+    assert (table["i_ty_perm"] >= 0).all()
+    bins30 = 2 * np.log2(30)  # a 2-class softmax binned at 30 levels
+    ceilings = {  # min(log2 4096, width x log2 levels, the layer's own states)
+        ("dnn", "bin30"): [12, 12, 12, 12, 12, bins30],
+        ("dnn", "sign"): [10, 7, 5, 4, 3, 2],
+        ("dnn", "exact"): [12] * 6,
+        ("bnn", "bin30"): [10, 7, 5, 4, 3, 3],  # binary: 1 bit per unit; output: 2^3 states
+        ("bnn", "sign"): [10, 7, 5, 4, 3, 2],
+        ("bnn", "exact"): [10, 7, 5, 4, 3, 3],
+    }
+    expected = [
+        ceilings[(k, e)][layer - 1]
+        for k, e, layer in zip(
+            table["model.kind"].astype(str),
+            table["estimator"].astype(str),
+            table["layer"],
+            strict=True,
+        )
+    ]
+    np.testing.assert_allclose(table["layer_ceiling"], expected)
+    np.testing.assert_allclose(table["ceiling"], 12.0)
+    shared = table.pivot_table(
+        index=["run_id", "layer", "epoch"], columns="estimator", values="grad_snr", observed=True
+    )
+    np.testing.assert_array_equal(shared["sign"].to_numpy(), shared["exact"].to_numpy())
+    at_zero = table[table["epoch"] == 0]
+    assert len(at_zero) == 4 * 3 * 6 and at_zero["grad_snr"].isna().all()
 
 
 def _wait_for(predicate, timeout, proc):
@@ -180,7 +270,8 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path, s
         assert client.list_artifacts(parents[0].info.run_id, "sweep")
         # a finished run stores its series as one file; the analysis reads that (and the
         # history endpoint for the failed run, which has none)
-        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 2 * 4 + 4 * 3)
+        # epoch metrics, 4 MI families x 4 layers at 4 epochs, grad SNR of 4 layers at 3
+        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 4 * 4 + 4 * 3)
         analysis = ibsweep("analyze", "served", "--tracking-uri", uri, cwd=tmp_path)
         assert analysis.returncode == 0, analysis.stderr[-3000:]
         series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")

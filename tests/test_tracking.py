@@ -80,8 +80,14 @@ def test_skip_through_makes_repeated_epochs_exactly_once(tmp_path, make_sink):
 def test_run_metric_keys_and_uri_resolution(tmp_path, monkeypatch):
     assert run_metric_keys(2) == [
         "loss", "train_acc", "test_acc",
-        "I_XT/layer1", "I_TY/layer1", "grad_snr/layer1",
-        "I_XT/layer2", "I_TY/layer2", "grad_snr/layer2",
+        "I_XT/layer1", "I_TY/layer1", "I_TY_perm/layer1", "states/layer1", "grad_snr/layer1",
+        "I_XT/layer2", "I_TY/layer2", "I_TY_perm/layer2", "states/layer2", "grad_snr/layer2",
+    ]  # fmt: skip
+    assert run_metric_keys(1, ["bin30", "sign"]) == [
+        "loss", "train_acc", "test_acc",
+        "I_XT/bin30/layer1", "I_TY/bin30/layer1", "I_TY_perm/bin30/layer1", "states/bin30/layer1",
+        "I_XT/sign/layer1", "I_TY/sign/layer1", "I_TY_perm/sign/layer1", "states/sign/layer1",
+        "grad_snr/layer1",
     ]  # fmt: skip
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

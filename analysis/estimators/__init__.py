@@ -13,9 +13,9 @@ from ibsweep.analysis.estimators.base import (
     NotFittedError,
 )
 from ibsweep.analysis.estimators.counting import KeyEntropies, entropies_of_keys, pack_rows
-from ibsweep.analysis.estimators.defaults import default_estimator
+from ibsweep.analysis.estimators.defaults import default_estimator, layer_estimator
 from ibsweep.analysis.estimators.registry import available_estimators, make_estimator
-from ibsweep.analysis.estimators.stacked import StackedEstimates, estimate_stacked
+from ibsweep.analysis.estimators.stacked import StackedEstimates, estimate_panel, estimate_stacked
 
 __all__ = [
     "Estimator",
@@ -29,7 +29,9 @@ __all__ = [
     "available_estimators",
     "default_estimator",
     "entropies_of_keys",
+    "estimate_panel",
     "estimate_stacked",
+    "layer_estimator",
     "make_estimator",
     "pack_rows",
 ]

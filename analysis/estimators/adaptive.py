@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -36,6 +37,10 @@ class AdaptiveEstimator(Estimator):
 
     name: ClassVar[str] = "adaptive"
     Params: ClassVar[type[EstimatorParams]] = AdaptiveParams
+
+    def max_bits(self, width: int) -> float:
+        """width x log2 of the bins per unit."""
+        return width * math.log2(self.params.n_bins)
 
     def _estimate(self, t: np.ndarray, labels: Labels) -> MIResult:
         n_bins = self.params.n_bins

@@ -92,6 +92,16 @@ class Estimator(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.name, self.Params, params)
 
+    @property
+    def requires_fit(self) -> bool:
+        """Whether `estimate` needs a fit on the whole run first (so cannot run as data streams)."""
+        return False
+
+    def max_bits(self, width: int) -> float:
+        """log2 of the most states this estimator can tell apart on `width` units (inf: no bound
+        but the sample size)."""
+        return math.inf
+
     def describe(self) -> str:
         """Short stable description, e.g. `binning(n_bins=30,range=fixed,lo=-1,hi=1)`."""
         values = self.params.model_dump(exclude_none=True)

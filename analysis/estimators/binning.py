@@ -87,6 +87,20 @@ class BinningEstimator(Estimator):
         super().__init__(**params)
         self.global_range_: tuple[float, float] | None = None
 
+    @property
+    def requires_fit(self) -> bool:
+        """A global range needs every array of the run (`fit_range`) before the first estimate."""
+        return self.params.range == "global"
+
+    def max_bits(self, width: int) -> float:
+        """width x log2 of the bins per unit; unbounded for a bin width on a data-set range."""
+        p = self.params
+        if p.n_bins is not None:
+            return width * math.log2(p.n_bins)
+        if p.range == "fixed":
+            return width * math.log2(max(math.ceil((p.hi - p.lo) / p.bin_width - 1e-9), 1))
+        return math.inf
+
     def fit_range(self, layers: Iterable[Any]) -> BinningEstimator:
         """Set the global range to the min and max over all given arrays (one pass)."""
         if self.params.range != "global":

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -21,6 +22,9 @@ from ibsweep.models.config import (
     describe_validation_error,
 )
 from ibsweep.sweep.errors import UsageError
+
+if TYPE_CHECKING:
+    from ibsweep.sweep.training.meter import LayerMeter
 
 _FILE_HELP = "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist"
 
@@ -79,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mi-every", type=int, default=1, help="measure MI every k epochs")
     p.add_argument(
         "--estimator",
-        help="one estimator for every layer, e.g. kde or binning:n_bins=50,range=layer "
-        "(default: exact for binary layers, 30-bin binning otherwise)",
+        action="append",
+        metavar="[NAME=]SPEC",
+        help="SPEC: one estimator for every layer, e.g. kde or binning:n_bins=50,range=layer "
+        "(default: exact for binary layers and a BNN's output, 30-bin binning otherwise); "
+        "NAME=SPEC, repeated: a panel, each member measured on every layer with the layer "
+        "type's defaults for the parameters not given, e.g. --estimator bin30=binning "
+        "--estimator sign=binning:n_bins=2 --estimator exact=exact",
     )
     p.add_argument("--out", help="table path: .parquet, else CSV (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -239,7 +248,6 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
 def _train(args: argparse.Namespace) -> int:
     from ibsweep.sweep.cli.data_command import load_or_usage_error
     from ibsweep.sweep.cli.progress_line import ProgressLine
-    from ibsweep.sweep.training.meter import LayerMeter, parse_estimator_spec
     from ibsweep.sweep.training.single_run import train_single
     from ibsweep.sweep.training.tables import write_table
 
@@ -250,8 +258,7 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--mi-every must be a positive integer, got {args.mi_every}")
     if args.measure_on not in (None, "full", "train", "test"):
         raise UsageError(f"unknown --measure-on '{args.measure_on}'; allowed: full, train, test")
-    override = parse_estimator_spec(args.estimator) if args.estimator else None
-    meter = LayerMeter(model, override)
+    meter = _meter(model, args.estimator or [])
     data = load_or_usage_error(args.dataset, args.data_dir)
     import torch
 
@@ -274,6 +281,39 @@ def _train(args: argparse.Namespace) -> int:
         path = write_table(result.table, args.out)
         print(f"table: {path} ({result.table.num_rows} rows)")
     return 0 if all(s == "finished" for s in result.status) else 1
+
+
+def _meter(model: ModelConfig, values: Sequence[str]) -> LayerMeter:
+    """The LayerMeter of ``--estimator`` values: none, one SPEC, or NAME=SPEC members."""
+    from ibsweep.analysis.run_schema import DEFAULT_MEMBER
+    from ibsweep.sweep.training.meter import LayerMeter, check_panel_names, parse_estimator_spec
+
+    named = [v for v in values if "=" in v and ":" not in v.partition("=")[0]]
+    plain = [v for v in values if v not in named]
+    if named and plain:
+        raise UsageError(
+            f"--estimator {plain[0]}: give every member of a panel as NAME=SPEC, or one SPEC "
+            "for every layer, not both"
+        )
+    if len(plain) > 1:
+        raise UsageError(
+            f"--estimator {plain[1]}: one SPEC is the estimator of every layer; name the members "
+            "of a panel as NAME=SPEC, e.g. --estimator sign=binning:n_bins=2"
+        )
+    if plain:
+        override = parse_estimator_spec(plain[0])
+        return LayerMeter(model, override, labels={DEFAULT_MEMBER: f"--estimator {plain[0]}"})
+    members = [v.partition("=") for v in named]
+    names = [name.strip() for name, _, _ in members]
+    check_panel_names(names, "--estimator")
+    repeated = [name for name in names if names.count(name) > 1]
+    if repeated:
+        raise UsageError(f"--estimator: the name {repeated[0]!r} is given twice")
+    panel = {
+        name: parse_estimator_spec(spec) for name, (_, _, spec) in zip(names, members, strict=True)
+    }
+    labels = {name: f"--estimator {value}" for name, value in zip(names, named, strict=True)}
+    return LayerMeter(model, panel=panel or None, labels=labels)
 
 
 def _ui(uri: str | None, port: int) -> int:

@@ -36,6 +36,14 @@ def print_plan(spec_path: str) -> int:
         f"{len(plan.trials) * spec.train.epochs} trial-epochs; "
         f"MI on {len(schedule)} epochs per run ({n_points} layer-sweeps)"
     )
+    panel = spec.mi.panel()
+    if panel:
+        members = ", ".join(f"{m} ({name})" for m, (name, _) in panel.items())
+        print(f"estimators: a panel of {len(panel)}, each on every layer: {members}")
+    elif spec.mi.estimator is not None:
+        print(f"estimator: {spec.mi.estimator_override()[0]} on every layer")
+    else:
+        print("estimators: the per-layer defaults (exact for binary layers and a BNN's output)")
     if spec.search is not None:
         s = spec.search
         print(

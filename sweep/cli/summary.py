@@ -7,11 +7,14 @@ import pyarrow.compute as pc
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.sweep.training.single_run import RunResult
 
+_MEANS = ("loss", "train_acc", "test_acc", "i_xt", "i_ty", "i_ty_perm", "n_states")
+
 
 def print_run_summary(
     model: ModelConfig, train: TrainConfig, dataset: str, result: RunResult
 ) -> None:
-    """Final accuracies and the last measured epoch's information per layer (seed means)."""
+    """Final accuracies and the last measured epoch's information per layer and estimator
+    (seed means), with the layer's ceiling under that estimator."""
     t = result.table
     print(
         f"{model.kind}-{model.activation}-{model.widths_label} on {dataset}: "
@@ -25,22 +28,27 @@ def print_run_summary(
         return
     last = pc.max(measured.column("epoch")).as_py()
     final = measured.filter(pc.equal(measured.column("epoch"), last))
-    grouped = (
-        final.group_by("layer")
-        .aggregate(
-            [(c, "mean") for c in ("loss", "train_acc", "test_acc", "i_xt", "i_ty", "n_states")]
-        )
-        .sort_by("layer")
+    grouped = final.group_by(["estimator", "layer"]).aggregate(
+        [(c, "mean") for c in _MEANS] + [("layer_ceiling", "max")]
     )
-    first = grouped.to_pylist()[0]
+    rows = {(r["estimator"], r["layer"]): r for r in grouped.to_pylist()}
+    first = next(iter(rows.values()))
     print(
         f"epoch {last}: loss {first['loss_mean']:.4f}  train_acc {first['train_acc_mean']:.4f}"
         f"  test_acc {first['test_acc_mean']:.4f}"
     )
-    print(f"{'layer':>5}  {'I(X;T)':>8}  {'I(T;Y)':>8}  {'states':>7}  estimator")
-    for row in grouped.to_pylist():
-        est = result.estimators[row["layer"] - 1] if result.estimators else ""
-        print(
-            f"{row['layer']:>5}  {row['i_xt_mean']:8.3f}  {row['i_ty_mean']:8.3f}  "
-            f"{row['n_states_mean']:7.0f}  {est}"
-        )
+    print(
+        f"{'layer':>5}  {'member':<10}  {'I(X;T)':>8}  {'I(T;Y)':>8}  {'perm':>6}  {'states':>7}"
+        f"  {'ceiling':>7}  estimator"
+    )
+    n_layers = max(len(layers) for layers in result.estimators.values())
+    for k in range(1, n_layers + 1):  # the members of each layer together
+        for member, layers in result.estimators.items():
+            row, desc = rows.get((member, k)), layers[k - 1]
+            if row is None:
+                continue
+            print(
+                f"{k:>5}  {member:<10}  {row['i_xt_mean']:8.3f}  {row['i_ty_mean']:8.3f}  "
+                f"{row['i_ty_perm_mean']:6.3f}  {row['n_states_mean']:7.0f}  "
+                f"{row['layer_ceiling_max']:7.2f}  {desc}"
+            )

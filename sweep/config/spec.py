@@ -11,12 +11,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ibsweep.analysis.estimators import make_estimator
+from ibsweep.analysis.estimators import available_estimators
 from ibsweep.analysis.settings import AnalysisConfig
 from ibsweep.examples import example_path, examples
-from ibsweep.models.config import ACTIVATIONS, KINDS, describe_validation_error
+from ibsweep.models.config import ACTIVATIONS, KINDS, ModelConfig, describe_validation_error
 from ibsweep.models.datasets import DATASETS
 from ibsweep.sweep.errors import UsageError
+from ibsweep.sweep.training.meter import LayerMeter, check_panel_names
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -118,23 +119,45 @@ class TrainSpec(_Strict):
 
 
 class MISpec(_Strict):
-    """When MI is measured, on which set, and (optionally) one estimator for every layer."""
+    """When MI is measured, on which set, and with which estimators: the per-layer defaults,
+    one ``estimator`` for every layer, or a panel ``estimators`` (member name -> estimator and
+    parameters, the layer type's defaults for those not given), each measured on every layer."""
 
     every: int | None = Field(None, gt=0)
     log_points: int | None = Field(None, ge=2)
     measure_on: Literal["full", "train", "test"] | None = None
     estimator: str | dict[str, str | int | float] | None = None
+    estimators: dict[str, dict[str, str | int | float]] | None = None
+
+    @field_validator("estimators")
+    @classmethod
+    def _members(
+        cls, v: dict[str, dict[str, str | int | float]] | None
+    ) -> dict[str, dict[str, str | int | float]] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("name at least one member, e.g. {bin30: {name: binning}}")
+        try:
+            check_panel_names(list(v), "names")
+        except UsageError as err:
+            raise ValueError(str(err)) from None
+        for member, params in v.items():
+            if not isinstance(params.get("name"), str):
+                raise ValueError(
+                    f"{member}: give the estimator as 'name' (one of "
+                    f"{', '.join(available_estimators())}), e.g. {{name: binning, n_bins: 2}}"
+                )
+        return v
 
     @model_validator(mode="after")
     def _one_schedule(self) -> MISpec:
         if self.every is not None and self.log_points is not None:
             raise ValueError("give either every or log_points, not both")
-        override = self.estimator_override()
-        if override is not None:
-            try:
-                make_estimator(override[0], **override[1])
-            except ValueError as err:
-                raise ValueError(f"estimator: {str(err).splitlines()[0]}") from None
+        if self.estimator is not None and self.estimators is not None:
+            raise ValueError(
+                "give either estimator (one for every layer) or estimators (a panel), not both"
+            )
         return self
 
     def estimator_override(self) -> tuple[str, dict] | None:
@@ -145,6 +168,15 @@ class MISpec(_Strict):
             return self.estimator, {}
         params = dict(self.estimator)
         return str(params.pop("name", "")), params
+
+    def panel(self) -> dict[str, tuple[str, dict]] | None:
+        """The panel as member -> (registry name, parameters), or None without one."""
+        if self.estimators is None:
+            return None
+        return {
+            member: (str(spec["name"]), {k: v for k, v in spec.items() if k != "name"})
+            for member, spec in self.estimators.items()
+        }
 
 
 class SpaceEntry(_Strict):
@@ -260,6 +292,22 @@ class SweepSpec(_Strict):
             )
         return v
 
+    @model_validator(mode="after")
+    def _estimators_fit_every_layer(self) -> SweepSpec:
+        """Build every estimator on every layer type of the grid, so none fails in a trial."""
+        g = self.grid
+        for kind in g.kind:
+            activations = g.activation[kind] if isinstance(g.activation, dict) else g.activation
+            for activation in activations:
+                if activation not in ACTIVATIONS[kind]:
+                    continue  # skipped by the expansion
+                model = ModelConfig(kind=kind, activation=activation)
+                try:
+                    LayerMeter(model, self.mi.estimator_override(), self.mi.panel())
+                except UsageError as err:
+                    raise ValueError(str(err)) from None
+        return self
+
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: dict[str, float]) -> dict[str, float]:
@@ -279,6 +327,8 @@ class SweepSpec(_Strict):
         data = self.model_dump(mode="json", exclude={"analysis"})
         # retry_s is how a run copes with outages, not what it computes
         data["tracking"] = self.tracking.model_dump(exclude_none=True, exclude={"retry_s"})
+        if self.mi.estimators is None:  # a file without a panel keeps the digest it had
+            del data["mi"]["estimators"]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

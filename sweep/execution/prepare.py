@@ -53,31 +53,43 @@ def data_dir(spec: SweepSpec) -> str:
     return str(Path(raw).expanduser().resolve())
 
 
-def check_inputs(plan: Plan, data_root: str) -> dict[str, tuple[str, int]]:
+@dataclass(frozen=True)
+class MeasureSet:
+    """The set a dataset's MI is measured on: its name, size and number of classes."""
+
+    name: str
+    n: int
+    n_classes: int
+
+
+def check_inputs(plan: Plan, data_root: str) -> dict[str, MeasureSet]:
     """Load every dataset and build every estimator now, so bad input fails before anything.
 
-    Returns, per dataset, the measurement set's name and size.
+    Returns, per dataset, the measurement set.
     """
     spec = plan.spec
-    measured: dict[str, tuple[str, int]] = {}
+    measured: dict[str, MeasureSet] = {}
     for name in dict.fromkeys(c.dataset for c in plan.configurations):
         try:
             ds = load_dataset(name, data_root)
         except DatasetError as err:
             raise UsageError(str(err)) from None
         which = spec.mi.measure_on or ds.default_measure
-        measured[name] = (which, len(measure_indices(ds, split_indices(ds, 0), which)))
+        n = len(measure_indices(ds, split_indices(ds, 0), which))
+        measured[name] = MeasureSet(which, n, ds.n_classes)
     for config in plan.configurations:
-        LayerMeter(config.model, spec.mi.estimator_override())
+        LayerMeter(config.model, spec.mi.estimator_override(), spec.mi.panel())
     return measured
 
 
 def run_params(
-    plan: Plan, trial: Trial, seed: int, measured: dict[str, tuple[str, int]]
+    plan: Plan, trial: Trial, seed: int, measured: dict[str, MeasureSet]
 ) -> dict[str, str]:
-    """Every configuration value of one run, flattened with dots (MLflow params)."""
+    """Every configuration value of one run, flattened with dots (MLflow params), and how each
+    layer is measured: per estimator (panel member) and layer, the estimator and log2 of the
+    most states it can tell apart there (for the layer's own ceiling)."""
     spec, m = plan.spec, trial.config.model
-    which, n = measured[trial.config.dataset]
+    where = measured[trial.config.dataset]
     mi = spec.mi
     params = {
         "model.kind": m.kind,
@@ -87,24 +99,34 @@ def run_params(
         "model.beta": m.beta,
         "model.bnn_norm": m.bnn_norm,
         "data.name": trial.config.dataset,
-        "data.measure_on": which,
-        rs.N_SAMPLES: n,
+        "data.measure_on": where.name,
+        rs.N_SAMPLES: where.n,
         "mi.schedule": f"log_points={mi.log_points}" if mi.log_points else f"every={mi.every or 1}",
         rs.SEED: seed,
         "sweep.seeds_per_trial": spec.seeds_per_trial,
         **{f"train.{k}": v for k, v in spec.train.model_dump().items()},
     }
-    meter = LayerMeter(m, mi.estimator_override())
-    for k, desc in enumerate(meter.describe(), start=1):
-        params[rs.estimator_param(k)] = desc
+    meter = LayerMeter(m, mi.estimator_override(), mi.panel())
+    if meter.panel:
+        params[rs.PANEL] = ",".join(meter.members)
+    member_bits = meter.max_bits((*m.widths, where.n_classes))
+    for member, descriptions in meter.describe().items():
+        for k, (desc, bits) in enumerate(zip(descriptions, member_bits[member], strict=True), 1):
+            params[rs.estimator_param(k, member)] = desc
+            params[rs.max_bits_param(k, member)] = _shortest(bits)
     return {k: str(v) for k, v in params.items()}
+
+
+def _shortest(value: float) -> str:
+    """A float as text that reads back exactly: 3, 9.813781191217037, inf."""
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def prepare_execution(
     client: MlflowClient,
     plan: Plan,
     spec_path: Path,
-    measured: dict[str, tuple[str, int]],
+    measured: dict[str, MeasureSet],
     storage: str,
     restart: bool,
 ) -> Execution:

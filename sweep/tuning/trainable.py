@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from ibsweep.analysis import run_schema as rs
+from ibsweep.analysis.estimators import StackedEstimates
 from ibsweep.analysis.series_artifact import write_series_artifact
 from ibsweep.analysis.sqlite_metrics import bulk_writer
 from ibsweep.models.allocator import keep_freed_memory
@@ -32,7 +33,7 @@ from ibsweep.sweep.tracking.store import (
     logged_steps,
     package_version,
 )
-from ibsweep.sweep.training.meter import LayerMeter
+from ibsweep.sweep.training.meter import LayerMeter, permuted_labels
 from ibsweep.sweep.tuning.test_hold import TestHolds
 
 REPORT_S = 2.0
@@ -50,19 +51,46 @@ def _dataset(name: str, data_dir: str | None) -> Dataset:
     return load_dataset(name, data_dir)
 
 
-def epoch_metrics(record: EpochRecord, s: int, info: list | None) -> dict[str, float]:
-    """The MLflow metrics of seed s at one epoch."""
+# the field of StackedEstimates that each MI metric logs
+_MI_FIELDS = {rs.I_XT: "i_xt", rs.I_TY: "i_ty", rs.I_TY_PERM: "i_ty_perm", rs.STATES: "n_states"}
+
+
+@functools.lru_cache(maxsize=8)
+def _mi_keys(n_layers: int, members: tuple[str, ...]) -> tuple[str, ...]:
+    """The MI keys of one seed-epoch, in the order of ``mi_values``' columns."""
+    return tuple(
+        rs.layer_key(metric, k, member)
+        for member in members
+        for metric in _MI_FIELDS
+        for k in range(1, n_layers + 1)
+    )
+
+
+def mi_values(mi: dict[str, StackedEstimates]) -> np.ndarray:
+    """Every seed's MI numbers (S, members x metrics x layers), in ``_mi_keys`` order."""
+    rows = [
+        np.stack([getattr(e, f).astype(float) for f in _MI_FIELDS.values()], axis=1)
+        for e in mi.values()
+    ]
+    return np.concatenate([r.reshape(len(r), -1) for r in rows], axis=1)
+
+
+def epoch_metrics(
+    record: EpochRecord, s: int, mi: np.ndarray | None = None, members: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """The MLflow metrics of seed s at one epoch; ``mi`` its row of ``mi_values`` (None on an
+    epoch not measured), ``members`` the panel's names (``("default",)`` without a panel)."""
     out = {
         rs.LOSS: float(record.loss[s]),
         rs.TRAIN_ACC: float(record.train_acc[s]),
         rs.TEST_ACC: float(record.test_acc[s]),
     }
-    for k in range(record.grad_snr.shape[1]):
-        if record.epoch > 0:  # NaN when the gradient vanished: logged, so every epoch has one
+    n_layers = record.grad_snr.shape[1]
+    if record.epoch > 0:  # NaN when the gradient vanished: logged, so every epoch has one
+        for k in range(n_layers):
             out[rs.layer_key(rs.GRAD_SNR, k + 1)] = float(record.grad_snr[s, k])
-        if info is not None:
-            out[rs.layer_key(rs.I_XT, k + 1)] = info[k].i_xt
-            out[rs.layer_key(rs.I_TY, k + 1)] = info[k].i_ty
+    if mi is not None:
+        out.update(zip(_mi_keys(n_layers, members), mi.tolist(), strict=True))
     return out
 
 
@@ -153,15 +181,16 @@ def train_trial(config: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trainer.load_state_dict(torch.load(Path(folder) / _STATE_FILE, weights_only=False))
-    meter = LayerMeter(model, config["estimator"])
+    meter = LayerMeter(model, config["estimator"], config.get("panel"))
     schedule = set(config["schedule"])
     labels = trainer.measure_labels
+    perm = permuted_labels(labels, config["seeds"])
     if spool is not None:  # points an earlier attempt could not deliver go first
         spool.deliver(client, run_ids, retry_s)
     sink = MetricSink(
         client, retry_s=retry_s, spool=spool, bulk=bulk_writer(config["tracking_uri"])
     )
-    keys = rs.run_metric_keys(trainer.n_layers)
+    keys = rs.run_metric_keys(trainer.n_layers, meter.members if meter.panel else None)
     for run_id in run_ids:
         steps = call_with_retry(
             lambda r=run_id: logged_steps(client, r, keys), retry_s, "reading logged steps"
@@ -178,16 +207,19 @@ def train_trial(config: dict) -> None:
         for record in trainer.run(measure=schedule.__contains__):
             if record.epoch in schedule:
                 live = np.flatnonzero(record.active)
-                info = None
-                if record.layers is not None:
+                values = None
+                if record.layers is not None and len(live):
                     every = len(live) == len(record.active)  # no copy of every layer then
-                    info = meter.measure(
-                        record.layers if every else [rep[live] for rep in record.layers],
-                        labels if every else labels[live],
-                        [config["seeds"][s] for s in live],
+                    values = mi_values(
+                        meter.estimate(
+                            record.layers if every else [rep[live] for rep in record.layers],
+                            labels if every else labels[live],
+                            perm if every else perm[live],
+                        )
                     )
                 for j, s in enumerate(live):
-                    metrics = epoch_metrics(record, s, info[j] if info else None)
+                    row = None if values is None else values[j]
+                    metrics = epoch_metrics(record, s, row, meter.members)
                     sink.add(run_ids[s], metrics, record.epoch)
             now = time.monotonic()
             hold = holds.at(record.epoch)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ibsweep.sweep.config.grid import Plan, Trial, train_config
-from ibsweep.sweep.execution.prepare import Execution, run_params
+from ibsweep.sweep.execution.prepare import Execution, MeasureSet, run_params
 from ibsweep.sweep.tracking.retry import DEFAULT_RETRY_S
 
 
@@ -18,6 +18,7 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
         "schedule": plan.schedule,
         "measure_on": spec.mi.measure_on,
         "estimator": spec.mi.estimator_override(),
+        "panel": spec.mi.panel(),
         "tracking_retry_s": spec.tracking.retry_s or DEFAULT_RETRY_S,
         "spool": execution.spool.root,
     }
@@ -34,7 +35,7 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
     return common, per_trial
 
 
-def search_trial(plan: Plan, execution: Execution, measured: dict[str, tuple[str, int]]) -> dict:
+def search_trial(plan: Plan, execution: Execution, measured: dict[str, MeasureSet]) -> dict:
     """The one configuration an Optuna search tunes, with every seed packed in each sample."""
     config = plan.configurations[0]
     seeds = tuple(plan.spec.grid.seed_list)
