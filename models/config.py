@@ -86,7 +86,12 @@ class ModelConfig(BaseModel):
         return (self.bnn_first == "binary", *inner, self.bnn_last == "binary")
 
     def layer_types(self) -> tuple[str, ...]:
-        """What each measured layer holds (hidden layers, then 'softmax' for the output)."""
+        """What each measured layer holds (hidden layers, then 'softmax' for the output).
+
+        A BNN's hidden layers are 'binary' whatever the precision of the weights that feed
+        them (a real first layer's output goes through sign() too); its output layer is real
+        logits with binary or real weights, a function of the last binary layer's states.
+        """
         hidden = "binary" if self.kind == "bnn" else self.activation
         return (hidden,) * len(self.widths) + ("softmax",)
 

@@ -306,3 +306,12 @@ def test_resume_keys_hold_the_training_axes(tmp_path):
     run = client.get_run(first.run_ids["dnn-tanh-10x7x5x4x3-tishby-lr0.003-cosine-s1"])
     assert run.data.params["train.lr"] == "0.003" and run.data.params["train.schedule"] == "cosine"
     assert run.data.params["seed"] == "1"
+
+
+def test_every_shipped_example_is_a_valid_sweep():
+    from ibsweep.examples import example_path, examples
+
+    assert {"quick", "paper", "digits", "mnist5k", "mnist"} <= set(examples())
+    for name in examples():
+        plan = expand(load_spec(example_path(name)))
+        assert plan.trials and not plan.skipped, name

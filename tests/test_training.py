@@ -228,18 +228,3 @@ def test_divergence_ends_with_status_not_exception(tishby):
     assert recs[-1].epoch < 50
     assert "diverged at epoch" in tr.failure[0]
     assert "nan" in tr.failure[0] or "inf" in tr.failure[0]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "model,floor", [(ModelConfig(), 0.93), (ModelConfig(kind="bnn", activation="ste"), 0.83)]
-)
-def test_literature_defaults_reach_accuracy_floor(tishby, model, floor):
-    """tanh >= 0.93 and the default BNN >= 0.83 test accuracy within 1500 epochs (3 seeds)."""
-    tr = Trainer(model, TrainConfig(epochs=1500), tishby, [0, 1, 2])
-    best = np.zeros(3)
-    for rec in tr.run(measure=lambda e: False):
-        best = np.maximum(best, rec.test_acc)
-        if (best >= floor).all():
-            break
-    assert (best >= floor).all(), f"best test accuracy per seed {best}"

@@ -23,7 +23,9 @@ from ibsweep.models.config import (
 )
 from ibsweep.sweep.errors import UsageError
 
-_FILE_HELP = "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist"
+_FILE_HELP = (
+    "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist5k, mnist"
+)
 
 
 def _widths(text: str) -> tuple[int, ...]:
