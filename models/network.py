@@ -412,14 +412,17 @@ class StackedMLP(nn.Module):
     def _batchnorm_units(self, z: torch.Tensor, i: int, keep: UnitsPass | None) -> torch.Tensor:
         mean_buf = getattr(self, f"bn_mean{i}").transpose(1, 2)
         var_buf = getattr(self, f"bn_var{i}").transpose(1, 2)
-        if self.training:
-            var, mean = torch.var_mean(z, dim=2, unbiased=False, keepdim=True)
+        if self.training:  # two passes: several times faster than var_mean along this axis
+            mean = z.mean(dim=2, keepdim=True)
+            centred = z - mean
+            var = centred.square().mean(dim=2, keepdim=True)
             mean_buf.lerp_(mean, self.bn_momentum)
             var_buf.lerp_(var, self.bn_momentum)
         else:
             mean, var = mean_buf, var_buf
+            centred = z - mean
         inv_std = torch.rsqrt(var + _BN_EPS)
-        zhat = (z - mean).mul_(inv_std)
+        zhat = centred.mul_(inv_std)
         if keep is not None:
             keep.bn.append((zhat, inv_std))
         gamma = self.bn_gamma[i].transpose(1, 2)
