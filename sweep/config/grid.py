@@ -51,7 +51,7 @@ class Configuration:
             if m.activation == "swish_sign":
                 extra += f"-b{m.beta:g}"
             if m.bnn_norm != _MODEL_DEFAULTS.bnn_norm:
-                extra += "-bn" if m.bnn_norm == "batchnorm" else f"-{m.bnn_norm}"
+                extra += f"-{m.bnn_norm}"
             if m.bnn_first != _MODEL_DEFAULTS.bnn_first:
                 extra += f"-{m.bnn_first}first"
             if m.bnn_last != _MODEL_DEFAULTS.bnn_last:
