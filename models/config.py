@@ -12,11 +12,26 @@ DNN_ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "hardtanh", "line
 BNN_ACTIVATIONS: tuple[str, ...] = ("ste", "approx_sign", "swish_sign", "identity")
 ACTIVATIONS: dict[str, tuple[str, ...]] = {"dnn": DNN_ACTIVATIONS, "bnn": BNN_ACTIVATIONS}
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+BNN_NORMS: tuple[str, ...] = ("scale", "batchnorm")
+PRECISIONS: tuple[str, ...] = ("binary", "real")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "exponential", "cosine")
 CLASSIC_WIDTHS: tuple[int, ...] = (10, 7, 5, 4, 3)
 
 
 class ModelConfig(BaseModel):
-    """A fully connected classifier: kind, activation (or BNN surrogate) and hidden widths."""
+    """A fully connected classifier: kind, activation (or BNN surrogate) and hidden widths.
+
+    BNN options (ignored by a dnn): ``bnn_norm``, how a hidden layer's pre-activation is
+    brought into the surrogate's window before sign(): BatchNorm (default, the literature's
+    standard) or a fixed 1/sqrt(fan_in) scale with a learnable bias. ``bnn_first`` and
+    ``bnn_last``: whether the first layer (on the input) and the last (the logits) have
+    binary or real weights. Every hidden layer's output is sign() whatever the precision of
+    the weights that feed it, so every hidden layer is binary and counted exactly; a real
+    first layer only sees the real-valued input without binarising its weights. The defaults,
+    BatchNorm with real first and last layers, train best of the combinations measured on
+    tishby and digits (bench/README.md, "BNN options"); the literature does the same
+    (XNOR-Net, Bi-Real Net, Larq's models).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,7 +40,13 @@ class ModelConfig(BaseModel):
     widths: tuple[int, ...] = CLASSIC_WIDTHS
     beta: float = Field(5.0, gt=0, description="SwishSign sharpness (bnn, swish_sign only)")
     bnn_norm: Literal["scale", "batchnorm"] = Field(
-        "scale", description="BNN pre-activation scaling: 1/sqrt(fan_in) with bias, or BatchNorm"
+        "batchnorm", description="BNN pre-activation: BatchNorm, or 1/sqrt(fan_in) with a bias"
+    )
+    bnn_first: Literal["binary", "real"] = Field(
+        "real", description="BNN first layer's weights (on the input): binary or real"
+    )
+    bnn_last: Literal["binary", "real"] = Field(
+        "real", description="BNN output layer's weights (the logits): binary or real"
     )
 
     @field_validator("widths")
@@ -56,13 +77,23 @@ class ModelConfig(BaseModel):
         """Widths as a compact label, e.g. '10x7x5x4x3'."""
         return "x".join(str(w) for w in self.widths)
 
+    def binary_weights(self) -> tuple[bool, ...]:
+        """Per weight layer (hidden layers, then the output): whether its weights are binary."""
+        n = len(self.widths) + 1
+        if self.kind != "bnn":
+            return (False,) * n
+        inner = (True,) * (n - 2)
+        return (self.bnn_first == "binary", *inner, self.bnn_last == "binary")
+
     def layer_types(self) -> tuple[str, ...]:
         """What each measured layer holds: the hidden layers' activation ('binary' in a BNN),
         then the output's softmax.
 
-        A BNN's output is 'binary_logits': real logits computed from the last binary layer, so
-        a deterministic function of at most 2^width of its states, which an estimator should
-        count exactly rather than bin like a DNN's softmax.
+        A BNN's hidden layers are 'binary' whatever the precision of the weights that feed
+        them (a real first layer's output goes through sign() too). Its output is
+        'binary_logits': real logits (from binary or real weights) computed from the last
+        binary layer, so a deterministic function of at most 2^width of its states, which an
+        estimator should count exactly rather than bin like a DNN's softmax.
         """
         if self.kind == "bnn":
             return ("binary",) * len(self.widths) + ("binary_logits",)
@@ -78,7 +109,15 @@ class ModelConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Optimiser and schedule; defaults are the literature's (Adam, lr 4e-4, batch 256)."""
+    """Optimiser and learning-rate schedule; defaults are the literature's (Adam, lr 4e-4,
+    batch 256, constant lr).
+
+    ``schedule`` sets the lr of each epoch e = 1..epochs from ``lr`` and ``final_lr_factor``
+    (f, the last epoch's lr as a fraction of ``lr``), with t = (e - 1) / (epochs - 1):
+    constant: lr; exponential: lr * f**t (a factor of f**(1 / (epochs - 1)) per epoch);
+    cosine: lr * (f + (1 - f) * (1 + cos(pi t)) / 2). The first epoch trains at ``lr``, the
+    last at ``lr * f``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,6 +126,20 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(256, gt=0)
     epochs: int = Field(1500, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    schedule: Literal["constant", "exponential", "cosine"] = "constant"
+    final_lr_factor: float = Field(
+        0.01, gt=0, le=1, description="last epoch's lr / lr (exponential and cosine)"
+    )
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of training epoch ``epoch`` (1..epochs)."""
+        t = (epoch - 1) / (self.epochs - 1) if self.epochs > 1 else 0.0
+        f = self.final_lr_factor
+        if self.schedule == "exponential":
+            return self.lr * f**t
+        if self.schedule == "cosine":
+            return self.lr * (f + (1 - f) * (1 + math.cos(math.pi * t)) / 2)
+        return self.lr
 
 
 def describe_validation_error(

@@ -25,6 +25,7 @@ from ibsweep.models.surrogates import (
     SURROGATE_GRADS,
     binarize_weights,
     binary_sign,
+    preactivation_scale,
     sign_activation,
 )
 
@@ -37,6 +38,7 @@ _DNN_ACTIVATIONS = {
 }
 _BN_MOMENTUM = 0.1
 _BN_EPS = 1e-5
+_BNN_BIAS_SPREAD = 0.1  # std of a BNN's hidden biases at init, in units of the pre-activation scale
 _aten = torch.ops.aten
 
 
@@ -91,8 +93,9 @@ class UnitsPass:
 
     ``inputs[l]`` is layer l's input, ``outputs[l]`` its output (activations; the logits last),
     ``pre[l]`` a BNN layer's pre-activation (the surrogate gradient needs it), ``bn[l]`` the
-    normalised values and 1/std of a BatchNorm layer, ``logit_core`` a BNN's unscaled logits and
-    ``binary_weights`` its sign(W).
+    normalised values and 1/std of a BatchNorm layer, ``logit_core`` the unscaled logits of a
+    BNN's binary output layer and ``weights`` a BNN's effective weights (sign(W) of its binary
+    layers, W of its real ones).
     """
 
     inputs: list[torch.Tensor] = field(default_factory=list)
@@ -100,7 +103,7 @@ class UnitsPass:
     pre: list[torch.Tensor] = field(default_factory=list)
     bn: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     logit_core: torch.Tensor | None = None
-    binary_weights: list[torch.Tensor] = field(default_factory=list)
+    weights: list[torch.Tensor] = field(default_factory=list)
 
 
 class StackedMLP(nn.Module):
@@ -129,7 +132,7 @@ class StackedMLP(nn.Module):
         self.binary_inputs = binary_inputs
         self.dims = (n_inputs, *config.widths, n_classes)
         rule = "he" if config.kind == "dnn" and config.activation == "relu" else "trunc_normal"
-        per_seed = []
+        per_seed, per_seed_bias_gens = [], []
         for seed in self.seeds:
             gen = torch.Generator().manual_seed(seed)
             layers = []
@@ -139,6 +142,7 @@ class StackedMLP(nn.Module):
                     _init_weight((fan_in, fan_out), "trunc_normal" if is_out else rule, gen)
                 )
             per_seed.append(layers)
+            per_seed_bias_gens.append(gen)  # BNN biases are drawn after every weight
         n_seeds = len(self.seeds)
         shapes = self._param_shapes(n_seeds)
         self.flat = torch.empty(sum(math.prod(s) for group in shapes.values() for s in group))
@@ -153,16 +157,39 @@ class StackedMLP(nn.Module):
         self._w = list(self.weights)
         self._b = list(self.biases)
         self.n_weight_values = sum(w.numel() for w in views.weights)
+        self.bn_momentum = _BN_MOMENTUM
+        self.binary = config.binary_weights()
+        sizes = [w.numel() for w in views.weights]
+        binary_layers = [i for i, b in enumerate(self.binary) if b]  # consecutive layers
+        start = sum(sizes[: binary_layers[0]]) if binary_layers else 0
+        self._binary_span = (start, start + sum(sizes[i] for i in binary_layers))
         if config.kind == "bnn":
-            views.out_scale.fill_(1.0 / math.sqrt(self.dims[-2]))
-            self.out_scale = nn.Parameter(views.out_scale)
+            self.preact_scale = preactivation_scale(config.activation, config.beta)
+            self._init_bnn(views, per_seed_bias_gens)
             if config.bnn_norm == "batchnorm":
-                for g in views.bn_gamma:
-                    g.fill_(1.0)
                 self.bn_gamma = nn.ParameterList(nn.Parameter(g) for g in views.bn_gamma)
                 for i, w in enumerate(config.widths):
                     self.register_buffer(f"bn_mean{i}", torch.zeros(n_seeds, 1, w))
                     self.register_buffer(f"bn_var{i}", torch.ones(n_seeds, 1, w))
+
+    def _init_bnn(self, views: ParamViews, gens: list[torch.Generator]) -> None:
+        """Hidden biases drawn small and random, BatchNorm scales and the logit scale set.
+
+        With binary weights and inputs, a pre-activation is a sum of +-1 terms: with even
+        fan-in a quarter or more of them are exactly 0 at initialisation, where sign() gives
+        +1 and the first step would flip them all together. A bias of spread 0.1 times the
+        pre-activations' scale breaks those ties, each unit its own way, while moving
+        hardly any other pre-activation across zero.
+        """
+        c = self.preact_scale
+        for i, b in enumerate(views.biases[:-1]):
+            draws = [torch.randn(b.shape[1:], generator=g) for g in gens]
+            b.copy_(torch.stack(draws).mul_(_BNN_BIAS_SPREAD * c))
+            if views.bn_gamma:
+                views.bn_gamma[i].fill_(c)
+        if views.out_scale is not None:
+            views.out_scale.fill_(1.0 / math.sqrt(self.dims[-2]))
+            self.out_scale = nn.Parameter(views.out_scale)
 
     def _param_shapes(self, n_seeds: int) -> dict[str, list[tuple[int, ...]]]:
         dims, cfg = self.dims, self.config
@@ -171,7 +198,8 @@ class StackedMLP(nn.Module):
             "biases": [(n_seeds, 1, d) for d in dims[1:]],
         }
         if cfg.kind == "bnn":
-            shapes["out_scale"] = [(n_seeds, 1, dims[-1])]
+            if cfg.bnn_last == "binary":
+                shapes["out_scale"] = [(n_seeds, 1, dims[-1])]
             if cfg.bnn_norm == "batchnorm":
                 shapes["bn_gamma"] = [(n_seeds, 1, w) for w in cfg.widths]
         return shapes
@@ -193,14 +221,26 @@ class StackedMLP(nn.Module):
             views.get("bn_gamma", []),
         )
 
-    def _binary_weights(self) -> list[torch.Tensor]:
-        """sign(W) of every layer, from one pass over the flat weights."""
-        signs = binary_sign(self.flat[: self.n_weight_values])
+    def _effective_weights(self) -> list[torch.Tensor]:
+        """The weights each layer multiplies by: sign(W) of a binary layer (from one pass over
+        the flat binary weights), W of a real one."""
+        start, stop = self._binary_span
+        signs = binary_sign(self.flat[start:stop])
         out, offset = [], 0
-        for w in self._w:
-            out.append(signs[offset : offset + w.numel()].view(w.shape))
-            offset += w.numel()
+        for w, binary in zip(self._w, self.binary, strict=True):
+            if binary:
+                out.append(signs[offset : offset + w.numel()].view(w.shape))
+                offset += w.numel()
+            else:
+                out.append(w)
         return out
+
+    def _hidden_scale(self, i: int) -> float:
+        """The fixed factor of hidden layer i's pre-activation in scale mode (no BatchNorm):
+        1/sqrt(fan_in) on binary weights (a sum of +-1 terms), 1 on real ones (initialised
+        with std 1/sqrt(fan_in)), times the surrogate's scale."""
+        fan = 1.0 / math.sqrt(self.dims[i]) if self.binary[i] else 1.0
+        return fan * self.preact_scale
 
     @property
     def n_seeds(self) -> int:
@@ -241,14 +281,16 @@ class StackedMLP(nn.Module):
         layers: list[torch.Tensor] = []
         h = 2 * x - 1 if self.binary_inputs else x
         for i, (w, b) in enumerate(zip(self._w[:-1], self._b[:-1], strict=True)):
-            pre = torch.matmul(h, binarize_weights(w))
+            pre = torch.matmul(h, binarize_weights(w) if self.binary[i] else w)
             if cfg.bnn_norm == "batchnorm":
                 pre = self._batchnorm(pre, i) * self.bn_gamma[i] + b
             else:
-                pre = pre * (1.0 / math.sqrt(w.shape[1])) + b
+                pre = pre * self._hidden_scale(i) + b
             h = sign_activation(pre, cfg.activation, cfg.beta)
             if keep:
                 layers.append(h)
+        if not self.binary[-1]:
+            return torch.matmul(h, self._w[-1]) + self._b[-1], layers
         logits = torch.matmul(h, binarize_weights(self._w[-1])) * self.out_scale
         return logits + self._b[-1], layers
 
@@ -259,17 +301,36 @@ class StackedMLP(nn.Module):
             mean = pre.mean(dim=-2, keepdim=True)
             var = pre.var(dim=-2, unbiased=False, keepdim=True)
             with torch.no_grad():
-                mean_buf.lerp_(mean.expand_as(mean_buf), _BN_MOMENTUM)
-                var_buf.lerp_(var.expand_as(var_buf), _BN_MOMENTUM)
+                mean_buf.lerp_(mean.expand_as(mean_buf), self.bn_momentum)
+                var_buf.lerp_(var.expand_as(var_buf), self.bn_momentum)
         else:
             mean, var = mean_buf, var_buf
         return (pre - mean) * torch.rsqrt(var + _BN_EPS)
 
     @torch.no_grad()
+    def init_batchnorm_(self, h: torch.Tensor) -> None:
+        """Set every BatchNorm layer's running statistics to those of model inputs h (d, n).
+
+        Otherwise they start at mean 0 and variance 1, and the untrained network measured at
+        epoch 0 (in eval mode) would differ from the one the first step trains by its
+        normalisation alone; I(X;T) would jump between epochs 0 and 1 for that reason only.
+        """
+        if self.config.kind != "bnn" or self.config.bnn_norm != "batchnorm":
+            return
+        training, self.bn_momentum = self.training, 1.0
+        self.train()
+        try:
+            self.forward_units(h)
+        finally:
+            self.bn_momentum = _BN_MOMENTUM
+            self.train(training)
+
+    @torch.no_grad()
     def clip_latent_(self) -> None:
-        """Clip a BNN's latent real weights to [-1, 1] (call after every optimiser step)."""
-        if self.config.kind == "bnn":
-            self.flat[: self.n_weight_values].clamp_(-1.0, 1.0)
+        """Clip the latent weights of binary layers to [-1, 1] (after every optimiser step)."""
+        start, stop = self._binary_span
+        if stop > start:
+            self.flat[start:stop].clamp_(-1.0, 1.0)
 
     def model_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The first layer's input for raw inputs x (a BNN maps binary inputs to +-1)."""
@@ -290,9 +351,9 @@ class StackedMLP(nn.Module):
         """
         cfg, n_hidden = self.config, len(self.dims) - 2
         bnn = cfg.kind == "bnn"
-        wb = self._binary_weights() if bnn else []
+        wb = self._effective_weights() if bnn else []
         if keep is not None:
-            keep.binary_weights = wb
+            keep.weights = wb
         for i in range(n_hidden):
             dest = out[i] if out is not None else None
             if keep is not None:
@@ -305,7 +366,7 @@ class StackedMLP(nn.Module):
                 if cfg.bnn_norm == "batchnorm":
                     z = self._batchnorm_units(z, i, keep)
                 else:
-                    scale = 1.0 / math.sqrt(self.dims[i])
+                    scale = self._hidden_scale(i)
                     z = torch.add(self._b[i].transpose(1, 2), z, alpha=scale, out=z)
                 if keep is not None:
                     keep.pre.append(z)
@@ -316,7 +377,7 @@ class StackedMLP(nn.Module):
                 keep.outputs.append(h)
         if keep is not None:
             keep.inputs.append(h)
-        if not bnn:
+        if not bnn or not self.binary[-1]:
             logits = self._affine_units(self._w[-1], self._b[-1], h)
         else:
             core = self._matmul_units(wb[-1], h)
@@ -351,14 +412,17 @@ class StackedMLP(nn.Module):
     def _batchnorm_units(self, z: torch.Tensor, i: int, keep: UnitsPass | None) -> torch.Tensor:
         mean_buf = getattr(self, f"bn_mean{i}").transpose(1, 2)
         var_buf = getattr(self, f"bn_var{i}").transpose(1, 2)
-        if self.training:
-            var, mean = torch.var_mean(z, dim=2, unbiased=False, keepdim=True)
-            mean_buf.lerp_(mean, _BN_MOMENTUM)
-            var_buf.lerp_(var, _BN_MOMENTUM)
+        if self.training:  # two passes: several times faster than var_mean along this axis
+            mean = z.mean(dim=2, keepdim=True)
+            centred = z - mean
+            var = centred.square().mean(dim=2, keepdim=True)
+            mean_buf.lerp_(mean, self.bn_momentum)
+            var_buf.lerp_(var, self.bn_momentum)
         else:
             mean, var = mean_buf, var_buf
+            centred = z - mean
         inv_std = torch.rsqrt(var + _BN_EPS)
-        zhat = (z - mean).mul_(inv_std)
+        zhat = centred.mul_(inv_std)
         if keep is not None:
             keep.bn.append((zhat, inv_std))
         gamma = self.bn_gamma[i].transpose(1, 2)
@@ -372,16 +436,13 @@ class StackedMLP(nn.Module):
         """
         cfg, n_hidden = self.config, len(self.dims) - 2
         bnn = cfg.kind == "bnn"
-        wb = kept.binary_weights
         g = grad_logits
-        if bnn:
+        _sum_units(g, grad.biases[-1])
+        if bnn and self.binary[-1]:
             _sum_units(g * kept.logit_core, grad.out_scale)
-            _sum_units(g, grad.biases[-1])
             g = g * self.out_scale.transpose(1, 2)
-        else:
-            _sum_units(g, grad.biases[-1])
         for i in range(n_hidden, -1, -1):
-            w = wb[i] if bnn else self._w[i]
+            w = kept.weights[i] if bnn else self._w[i]
             h_in = kept.inputs[i]
             if i < n_hidden:  # g is d loss / d pre-activation of hidden layer i
                 if not bnn:
@@ -396,7 +457,7 @@ class StackedMLP(nn.Module):
                     ).mul_(inv_std)
                 else:
                     _sum_units(g, grad.biases[i])
-                    g = g * (1.0 / math.sqrt(self.dims[i]))
+                    g = g * self._hidden_scale(i)
             torch.bmm(h_in, g.transpose(1, 2), out=grad.weights[i])
             if i == 0:
                 break

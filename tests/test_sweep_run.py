@@ -180,6 +180,38 @@ def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path):
     assert len(at_zero) == 4 * 3 * 6 and at_zero["grad_snr"].isna().all()
 
 
+def test_training_settings_as_grid_axes_end_to_end(tmp_path):
+    """Each configuration trains with its own settings and MI schedule; params name them."""
+    spec = {
+        "name": "axes",
+        "grid": {"kind": ["dnn"], "activation": {"dnn": ["tanh"]}, "seeds": 1},
+        "train": {"lr": [1.0e-3, 3.0e-3], "epochs": [4, 6], "schedule": "exponential"},
+        "mi": {"every": 2},
+        "seeds_per_trial": 1,
+    }
+    path = write_sweep(tmp_path, spec)
+    plan = ibsweep("plan", str(path), cwd=tmp_path)
+    assert "training axes: lr = 0.001, 0.003; epochs = 4, 6" in plan.stdout
+    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "axes")
+    assert parents[0].data.params["sweep.epochs"] == "4,6"
+    by_name = {r.info.run_name: r for r in children}
+    assert sorted(by_name) == [
+        f"dnn-tanh-10x7x5x4x3-tishby-lr{lr}-e{e}-s0" for lr in ("0.001", "0.003") for e in (4, 6)
+    ]
+    for name, run in by_name.items():
+        lr, epochs = name.split("-lr")[1].split("-s0")[0].split("-e")
+        p = run.data.params
+        assert p["train.lr"] == lr and p["train.epochs"] == epochs
+        assert p["train.schedule"] == "exponential" and run.info.status == "FINISHED"
+        assert_histories_exact(client, run, list(range(0, int(epochs) + 1, 2)), 6)
+    losses = {n: r.data.metrics["loss"] for n, r in by_name.items()}
+    assert len(set(losses.values())) == 4  # four different trainings of the same seed
+    again = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
 def _wait_for(predicate, timeout, proc):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:

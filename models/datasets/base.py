@@ -19,6 +19,7 @@ class Dataset:
     """A classification dataset held in memory: flattened float32 inputs and int64 labels.
 
     Rows are in the dataset's canonical order (for official splits: training rows first).
+    Without an official split, ``stratified`` makes the seeded split keep each class's share.
     `eq=False` because numpy arrays have no single truth value; datasets compare by identity.
     """
 
@@ -30,6 +31,7 @@ class Dataset:
     binary_inputs: bool
     official_split: tuple[np.ndarray, np.ndarray] | None
     default_measure: str
+    stratified: bool = False
 
     def __post_init__(self) -> None:
         problem = _shape_problem(self)
@@ -72,7 +74,12 @@ def _shape_problem(ds: Dataset) -> str:
 def split_indices(
     ds: Dataset, seed: int, test_fraction: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, test_idx): the official split if there is one, else a seeded random split."""
+    """(train_idx, test_idx): the official split if there is one, else a seeded random split.
+
+    A stratified dataset splits each class on its own (``round(n_class * test_fraction)`` of
+    each to test, drawn by one generator seeded with ``seed``, class by class); the others
+    draw one permutation of all rows (tishby's and digits' published splits).
+    """
     if ds.official_split is not None:
         return ds.official_split
     if not 0.0 < test_fraction < 1.0:
@@ -84,8 +91,16 @@ def split_indices(
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"seed must be a non-negative integer, got {seed!r}")
-    perm = np.random.default_rng(seed).permutation(ds.n)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    rng = np.random.default_rng(seed)
+    if not ds.stratified:
+        perm = rng.permutation(ds.n)
+        return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    test = []
+    for c in range(ds.n_classes):
+        rows = np.flatnonzero(ds.y == c)
+        test.append(rng.permutation(rows)[: round(len(rows) * test_fraction)])
+    test_idx = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(ds.n), test_idx), test_idx
 
 
 def measure_indices(ds: Dataset, split: tuple[np.ndarray, np.ndarray], which: str) -> np.ndarray:

@@ -24,6 +24,8 @@ def describe_dataset(name: str, data_dir: str | None, export: str | None, seed: 
     train_idx, test_idx = split_indices(ds, seed)
     counts = np.bincount(ds.y, minlength=ds.n_classes)
     split = "official" if ds.official_split is not None else f"seeded (seed {seed})"
+    if ds.stratified and ds.official_split is None:
+        split = f"stratified, {split}"
     print(f"dataset        {ds.name}")
     print(f"samples        {ds.n}")
     print(f"input shape    {ds.input_shape} ({ds.n_features} features)")

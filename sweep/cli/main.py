@@ -14,9 +14,12 @@ from pydantic import ValidationError
 from ibsweep.models.config import (
     ACTIVATIONS,
     BNN_ACTIVATIONS,
+    BNN_NORMS,
     DNN_ACTIVATIONS,
     KINDS,
+    LR_SCHEDULES,
     OPTIMIZERS,
+    PRECISIONS,
     ModelConfig,
     TrainConfig,
     describe_validation_error,
@@ -26,7 +29,9 @@ from ibsweep.sweep.errors import UsageError
 if TYPE_CHECKING:
     from ibsweep.sweep.training.meter import LayerMeter
 
-_FILE_HELP = "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist"
+_FILE_HELP = (
+    "sweep file (YAML), or the name of a shipped example: quick, paper, digits, mnist5k, mnist"
+)
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -68,13 +73,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--widths", type=_widths, default=(10, 7, 5, 4, 3), help="e.g. 10,7,5,4,3")
     p.add_argument("--beta", type=float, default=5.0, help="SwishSign sharpness (bnn)")
-    p.add_argument("--bnn-norm", default="scale", help="bnn pre-activation: scale or batchnorm")
+    bnn = ModelConfig()
+    p.add_argument(
+        "--bnn-norm",
+        default=bnn.bnn_norm,
+        help=f"bnn pre-activation: {' or '.join(BNN_NORMS)} (default {bnn.bnn_norm})",
+    )
+    for layer, what in (("first", "the first layer's (on the input)"), ("last", "the logits'")):
+        default = getattr(bnn, f"bnn_{layer}")
+        p.add_argument(
+            f"--bnn-{layer}",
+            default=default,
+            help=f"bnn: {what} weights, {' or '.join(PRECISIONS)} (default {default})",
+        )
     p.add_argument("--dataset", default="tishby", help=f"one of {', '.join(DATASETS)}")
     _add_data_args(p)
     p.add_argument("--measure-on", help="set MI is measured on: full, train or test")
     p.add_argument("--epochs", type=int, default=1500)
     p.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument(
+        "--lr-schedule",
+        default="constant",
+        help=f"one of {', '.join(LR_SCHEDULES)}: the lr decays from --lr to "
+        "--lr * --final-lr-factor at the last epoch",
+    )
+    p.add_argument(
+        "--final-lr-factor",
+        type=float,
+        default=TrainConfig().final_lr_factor,
+        help="last epoch's lr / --lr for exponential and cosine (default %(default)s)",
+    )
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument(
@@ -231,18 +261,38 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
             widths=args.widths,
             beta=args.beta,
             bnn_norm=args.bnn_norm,
+            bnn_first=args.bnn_first,
+            bnn_last=args.bnn_last,
         )
     except ValidationError as err:
-        raise UsageError(describe_validation_error(err)) from None
+        raise UsageError(_flag_error(err)) from None
     try:
         train = TrainConfig(
-            optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs
+            optimizer=args.optimizer,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            momentum=args.momentum,
+            schedule=args.lr_schedule,
+            final_lr_factor=args.final_lr_factor,
         )
     except ValidationError as err:
-        raise UsageError(
-            describe_validation_error(err).replace("batch_size", "batch-size")
-        ) from None
+        raise UsageError(_flag_error(err)) from None
     return model, train
+
+
+_FLAGS = {"schedule": "--lr-schedule"}
+
+
+def _flag_error(err: ValidationError) -> str:
+    """The one-line message of a config error, each field named by its flag (--batch-size)."""
+    parts = []
+    for part in describe_validation_error(err).split("; "):
+        field, sep, rest = part.partition(": ")
+        if sep and field.isidentifier():
+            field = _FLAGS.get(field, "--" + field.replace("_", "-"))
+        parts.append(f"{field}{sep}{rest}")
+    return "; ".join(parts)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -29,12 +29,20 @@ def print_plan(spec_path: str) -> int:
         print(f"skipped {len(plan.skipped)} combinations:")
         for name, reason in plan.skipped:
             print(f"  {name}: {reason}")
-    schedule = plan.schedule
-    n_points = plan.n_runs * len(schedule)
+    if spec.train.axes:
+        print(
+            "training axes: "
+            + "; ".join(
+                f"{k} = {', '.join(map(str, getattr(spec.train, k)))}" for k in spec.train.axes
+            )
+        )
+    epochs = sorted({c.train.epochs for c in plan.configurations})
+    n_mi = sorted({len(plan.schedule_of(c)) for c in plan.configurations})
+    n_points = sum(len(t.seeds) * len(plan.schedule_of(t.config)) for t in plan.trials)
     print(
-        f"work: {plan.seed_epochs} seed-epochs ({spec.train.epochs} epochs per run); "
-        f"{len(plan.trials) * spec.train.epochs} trial-epochs; "
-        f"MI on {len(schedule)} epochs per run ({n_points} layer-sweeps)"
+        f"work: {plan.seed_epochs} seed-epochs ({'/'.join(map(str, epochs))} epochs per run); "
+        f"{plan.trial_epochs} trial-epochs; "
+        f"MI on {'/'.join(map(str, n_mi))} epochs per run ({n_points} layer-sweeps)"
     )
     panel = spec.mi.panel()
     if panel:

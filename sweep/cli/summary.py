@@ -16,9 +16,16 @@ def print_run_summary(
     """Final accuracies and the last measured epoch's information per layer and estimator
     (seed means), with the layer's ceiling under that estimator."""
     t = result.table
+    options = (
+        f" ({model.bnn_norm}, first layer {model.bnn_first}, last layer {model.bnn_last})"
+        if model.kind == "bnn"
+        else ""
+    )
+    decay = f", {train.schedule} to {train.final_lr_factor:g}x" * (train.schedule != "constant")
     print(
-        f"{model.kind}-{model.activation}-{model.widths_label} on {dataset}: "
-        f"{train.epochs} epochs in {result.seconds:.1f}s"
+        f"{model.kind}-{model.activation}-{model.widths_label}{options} on {dataset}: "
+        f"{train.epochs} epochs ({train.optimizer}, lr {train.lr:g}{decay}, batch "
+        f"{train.batch_size}) in {result.seconds:.1f}s"
     )
     seeds = sorted(set(t.column("seed").to_pylist()))
     for seed, status in zip(seeds, result.status, strict=False):

@@ -9,26 +9,58 @@ from dataclasses import dataclass, field
 from ibsweep.analysis import run_schema as rs
 from ibsweep.models.config import ACTIVATIONS, ModelConfig, TrainConfig
 from ibsweep.sweep.config.schedule import measured_epochs
-from ibsweep.sweep.config.spec import SweepSpec
+from ibsweep.sweep.config.spec import TRAIN_SETTINGS, SweepSpec
+from ibsweep.sweep.errors import UsageError
+
+_MODEL_DEFAULTS = ModelConfig()
+_TRAIN_DEFAULTS = TrainConfig()
+# how a training setting that is a grid axis shows in a label
+_TRAIN_TOKENS = {
+    "epochs": "e{}",
+    "optimizer": "{}",
+    "lr": "lr{:g}",
+    "batch_size": "bs{}",
+    "momentum": "m{:g}",
+    "schedule": "{}",
+    "final_lr_factor": "f{:g}",
+}
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """Everything that defines a run except its seed."""
+    """Everything that defines a run except its seed: model, dataset, training settings.
+
+    ``train_axes`` names the training settings that are grid axes of the sweep: they appear
+    in the label, so that two configurations never share a run name.
+    """
 
     model: ModelConfig
     dataset: str
+    train: TrainConfig = _TRAIN_DEFAULTS
+    train_axes: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """Readable name, e.g. 'bnn-ste-10x7x5x4x3-tishby'."""
+        """Readable name, e.g. 'bnn-ste-10x7x5x4x3-tishby' or 'dnn-tanh-10x7x5x4x3-tishby-lr0.001'.
+
+        A BNN option shows when it differs from ModelConfig's default (e.g. '-scale',
+        '-binaryfirst', '-binarylast'); swish_sign always shows its beta.
+        """
         m = self.model
         extra = ""
-        if m.kind == "bnn" and m.activation == "swish_sign":
-            extra += f"-b{m.beta:g}"
-        if m.kind == "bnn" and m.bnn_norm == "batchnorm":
-            extra += "-bn"
-        return f"{m.kind}-{m.activation}{extra}-{m.widths_label}-{self.dataset}"
+        if m.kind == "bnn":
+            if m.activation == "swish_sign":
+                extra += f"-b{m.beta:g}"
+            if m.bnn_norm != _MODEL_DEFAULTS.bnn_norm:
+                extra += f"-{m.bnn_norm}"
+            if m.bnn_first != _MODEL_DEFAULTS.bnn_first:
+                extra += f"-{m.bnn_first}first"
+            if m.bnn_last != _MODEL_DEFAULTS.bnn_last:
+                extra += f"-{m.bnn_last}last"
+        train = "".join(
+            "-" + _TRAIN_TOKENS[k].format(getattr(self.train, k)) for k in self.train_axes
+        )
+        return f"{m.kind}-{m.activation}{extra}-{m.widths_label}-{self.dataset}{train}"
 
 
 def trial_name(label: str, seeds: Sequence[int]) -> str:
@@ -71,50 +103,103 @@ class Plan:
         """Number of (configuration, seed) runs."""
         return sum(len(t.seeds) for t in self.trials)
 
-    @property
-    def schedule(self) -> list[int]:
-        """Epochs on which MI and metrics are recorded."""
+    def schedule_of(self, config: Configuration) -> list[int]:
+        """Epochs on which MI and metrics of a configuration's runs are recorded."""
         mi = self.spec.mi
-        return sorted(measured_epochs(self.spec.train.epochs, mi.every, mi.log_points))
+        return sorted(measured_epochs(config.train.epochs, mi.every, mi.log_points))
 
     @property
     def seed_epochs(self) -> int:
-        """Training work: runs times epochs."""
-        return self.n_runs * self.spec.train.epochs
+        """Training work: the sum of every run's epochs."""
+        return sum(len(t.seeds) * t.config.train.epochs for t in self.trials)
+
+    @property
+    def trial_epochs(self) -> int:
+        """Training work of the trials: the sum of every trial's epochs."""
+        return sum(t.config.train.epochs for t in self.trials)
 
 
-def train_config(spec: SweepSpec) -> TrainConfig:
-    """The training settings of every trial."""
-    return TrainConfig(**spec.train.model_dump())
+def train_configs(spec: SweepSpec) -> list[tuple[dict, TrainConfig]]:
+    """Every combination of the training settings' values, as given and normalised (settings
+    that do not apply, momentum without sgd and final_lr_factor with a constant lr, take their
+    defaults)."""
+    out = []
+    for values in itertools.product(*(getattr(spec.train, k) for k in TRAIN_SETTINGS)):
+        given = dict(zip(TRAIN_SETTINGS, values, strict=True))
+        setting = dict(given)
+        if setting["optimizer"] != "sgd":
+            setting["momentum"] = _TRAIN_DEFAULTS.momentum
+        if setting["schedule"] == "constant":
+            setting["final_lr_factor"] = _TRAIN_DEFAULTS.final_lr_factor
+        out.append((given, TrainConfig(**setting)))
+    return out
+
+
+_NOT_APPLIED = {
+    "beta": "beta applies to bnn swish_sign only",
+    "bnn_norm": "bnn_norm applies to bnn only",
+    "bnn_first": "bnn_first applies to bnn only",
+    "bnn_last": "bnn_last applies to bnn only",
+    "momentum": "momentum applies to sgd only",
+    "final_lr_factor": "final_lr_factor applies to the exponential and cosine schedules only",
+}
+
+
+def _skip_reason(spec: SweepSpec, config: Configuration) -> str:
+    """Why a combination repeats one already in the grid: the axes that do not apply to it."""
+    m, t = config.model, config.train
+    applies = {
+        "beta": m.kind == "bnn" and m.activation == "swish_sign",
+        "bnn_norm": m.kind == "bnn",
+        "bnn_first": m.kind == "bnn",
+        "bnn_last": m.kind == "bnn",
+        "momentum": t.optimizer == "sgd",
+        "final_lr_factor": t.schedule != "constant",
+    }
+    values = {**spec.grid.model_dump(), **spec.train.model_dump()}
+    vain = [
+        text for key, text in _NOT_APPLIED.items() if not applies[key] and len(set(values[key])) > 1
+    ]
+    return "; ".join(vain) or "duplicate"
 
 
 def expand(spec: SweepSpec) -> Plan:
     """All trials of the grid, in a stable order; combinations that make no sense are skipped."""
     g = spec.grid
     skipped: list[tuple[str, str]] = []
-    configs: list[Configuration] = []
+    configs: dict[Configuration, None] = {}
+    axes = spec.train.axes
+    bnn_options = list(itertools.product(g.beta, g.bnn_norm, g.bnn_first, g.bnn_last))
     for kind, widths, dataset in itertools.product(g.kind, g.widths, g.dataset):
         activations = g.activation[kind] if isinstance(g.activation, dict) else g.activation
-        for act, beta, norm in itertools.product(activations, g.beta, g.bnn_norm):
-            name = f"{kind}-{act}-{'x'.join(map(str, widths))}-{dataset} beta={beta:g} {norm}"
+        for act, (beta, norm, first, last), (given, train) in itertools.product(
+            activations, bnn_options, train_configs(spec)
+        ):
+            name = (
+                f"{kind}-{act}-{'x'.join(map(str, widths))}-{dataset} beta={beta:g} {norm} "
+                f"first={first} last={last}" + "".join(f" {k}={given[k]}" for k in axes)
+            )
             if act not in ACTIVATIONS[kind]:
                 skipped.append((name, f"activation '{act}' does not fit kind '{kind}'"))
                 continue
+            bnn = {"bnn_norm": norm, "bnn_first": first, "bnn_last": last}
+            if act == "swish_sign":
+                bnn["beta"] = beta
             model = ModelConfig(
-                kind=kind,
-                activation=act,
-                widths=tuple(widths),
-                beta=beta if (kind, act) == ("bnn", "swish_sign") else 5.0,
-                bnn_norm=norm if kind == "bnn" else "scale",
+                kind=kind, activation=act, widths=tuple(widths), **(bnn if kind == "bnn" else {})
             )
-            config = Configuration(model, dataset)
+            config = Configuration(model, dataset, train, axes)
             if config in configs:
-                reason = "beta applies to swish_sign only" if len(g.beta) > 1 else "duplicate"
-                if len(g.bnn_norm) > 1 and kind == "dnn":
-                    reason = "bnn_norm applies to bnn only"
-                skipped.append((name, f"same as {config.label} ({reason})"))
+                skipped.append((name, f"same as {config.label} ({_skip_reason(spec, config)})"))
                 continue
-            configs.append(config)
+            configs[config] = None
+    labels = [c.label for c in configs]
+    if len(set(labels)) < len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise UsageError(
+            f"two configurations would share the run name '{twice}': give values that differ "
+            "in their first 6 significant digits"
+        )
     seeds = g.seed_list
     k = spec.seeds_per_trial
     trials = [

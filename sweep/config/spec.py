@@ -9,12 +9,26 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ibsweep.analysis.estimators import available_estimators
 from ibsweep.analysis.settings import AnalysisConfig
 from ibsweep.examples import example_path, examples
-from ibsweep.models.config import ACTIVATIONS, KINDS, ModelConfig, describe_validation_error
+from ibsweep.models.config import (
+    ACTIVATIONS,
+    KINDS,
+    ModelConfig,
+    TrainConfig,
+    describe_validation_error,
+)
 from ibsweep.models.datasets import DATASETS
 from ibsweep.sweep.errors import UsageError
 from ibsweep.sweep.training.meter import LayerMeter, check_panel_names
@@ -23,6 +37,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 METRICS = ("test_acc", "train_acc", "loss")
+TRAIN_SETTINGS: tuple[str, ...] = tuple(TrainConfig.model_fields)
 
 
 class _Strict(BaseModel):
@@ -38,7 +53,9 @@ class GridSpec(_Strict):
     dataset: list[str] = Field(["tishby"], min_length=1)
     seeds: int | list[int] = 1
     beta: list[float] = Field([5.0], min_length=1)
-    bnn_norm: list[Literal["scale", "batchnorm"]] = Field(["scale"], min_length=1)
+    bnn_norm: list[Literal["scale", "batchnorm"]] = Field([ModelConfig().bnn_norm], min_length=1)
+    bnn_first: list[Literal["binary", "real"]] = Field([ModelConfig().bnn_first], min_length=1)
+    bnn_last: list[Literal["binary", "real"]] = Field([ModelConfig().bnn_last], min_length=1)
 
     @field_validator("widths")
     @classmethod
@@ -109,13 +126,40 @@ class GridSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    """Training settings shared by every trial."""
+    """Training settings (see ``TrainConfig``); a list of values makes a setting a grid axis.
 
-    epochs: int = Field(300, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(4e-4, gt=0)
-    batch_size: int = Field(256, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    Every field holds the list of its values (a single value in the file becomes a list of
+    one), each checked as ``TrainConfig`` checks it.
+    """
+
+    epochs: list[int] = [300]
+    optimizer: list[str] = ["adam"]
+    lr: list[float] = [TrainConfig().lr]
+    batch_size: list[int] = [TrainConfig().batch_size]
+    momentum: list[float] = [TrainConfig().momentum]
+    schedule: list[str] = [TrainConfig().schedule]
+    final_lr_factor: list[float] = [TrainConfig().final_lr_factor]
+
+    @field_validator(*TRAIN_SETTINGS, mode="before")
+    @classmethod
+    def _values(cls, v: object, info: ValidationInfo) -> list:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("an empty list; give one value or a list of values")
+        checked = []
+        for i, value in enumerate(values):
+            try:
+                checked.append(getattr(TrainConfig(**{info.field_name: value}), info.field_name))
+            except ValidationError as err:
+                problem = describe_validation_error(err).split(": ", 1)[-1]
+                where = f"item {i} ({value!r}): " if isinstance(v, list) else ""
+                raise ValueError(f"{where}{problem}") from None
+        return checked
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The settings with more than one value: the training axes of the grid."""
+        return tuple(k for k in TRAIN_SETTINGS if len(set(getattr(self, k))) > 1)
 
 
 class MISpec(_Strict):

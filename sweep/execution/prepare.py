@@ -98,13 +98,15 @@ def run_params(
         rs.N_LAYERS: len(m.widths) + 1,
         "model.beta": m.beta,
         "model.bnn_norm": m.bnn_norm,
+        "model.bnn_first": m.bnn_first,
+        "model.bnn_last": m.bnn_last,
         "data.name": trial.config.dataset,
         "data.measure_on": where.name,
         rs.N_SAMPLES: where.n,
         "mi.schedule": f"log_points={mi.log_points}" if mi.log_points else f"every={mi.every or 1}",
         rs.SEED: seed,
         "sweep.seeds_per_trial": spec.seeds_per_trial,
-        **{f"train.{k}": v for k, v in spec.train.model_dump().items()},
+        **{f"train.{k}": v for k, v in trial.config.train.model_dump().items()},
     }
     meter = LayerMeter(m, mi.estimator_override(), mi.panel())
     if meter.panel:
@@ -158,7 +160,7 @@ def prepare_execution(
                 "sweep.grid_size": plan.n_runs,
                 "sweep.trials": len(plan.trials),
                 "sweep.configurations": len(plan.configurations),
-                "sweep.epochs": spec.train.epochs,
+                "sweep.epochs": ",".join(map(str, spec.train.epochs)),
                 "sweep.seeds_per_trial": spec.seeds_per_trial,
             },
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibsweep.sweep.config.grid import Plan, Trial, train_config
+from ibsweep.sweep.config.grid import Configuration, Plan, Trial
 from ibsweep.sweep.execution.prepare import Execution, MeasureSet, run_params
 from ibsweep.sweep.tracking.retry import DEFAULT_RETRY_S
 
@@ -14,8 +14,6 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
         "tracking_uri": uri,
         "threads": max(1, int(spec.resources.get("cpu", 1))),
         "data_dir": data_root,
-        "train": train_config(spec).model_dump(),
-        "schedule": plan.schedule,
         "measure_on": spec.mi.measure_on,
         "estimator": spec.mi.estimator_override(),
         "panel": spec.mi.panel(),
@@ -24,9 +22,7 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
     }
     per_trial = [
         {
-            "label": t.config.label,
-            "model": t.config.model.model_dump(mode="json"),
-            "dataset": t.config.dataset,
+            **_configuration(plan, t.config),
             "seeds": list(t.seeds),
             "run_ids": [execution.run_ids.get(t.run_name(s)) for s in t.seeds],
         }
@@ -35,15 +31,24 @@ def trial_space(plan: Plan, execution: Execution, uri: str, data_root: str) -> t
     return common, per_trial
 
 
+def _configuration(plan: Plan, config: Configuration) -> dict:
+    """What a trial needs of its configuration: label, model, dataset, training, MI schedule."""
+    return {
+        "label": config.label,
+        "model": config.model.model_dump(mode="json"),
+        "dataset": config.dataset,
+        "train": config.train.model_dump(mode="json"),
+        "schedule": plan.schedule_of(config),
+    }
+
+
 def search_trial(plan: Plan, execution: Execution, measured: dict[str, MeasureSet]) -> dict:
     """The one configuration an Optuna search tunes, with every seed packed in each sample."""
     config = plan.configurations[0]
     seeds = tuple(plan.spec.grid.seed_list)
     trial = Trial(config, seeds)
     return {
-        "label": config.label,
-        "model": config.model.model_dump(mode="json"),
-        "dataset": config.dataset,
+        **_configuration(plan, config),
         "seeds": list(seeds),
         "run_ids": None,
         "search": {

@@ -54,7 +54,7 @@ def run_tuner(
     trainable = tune.with_resources(train_trial, resources)
     n_trials = spec.search.num_samples if spec.search else len(plan.trials)
     work = (
-        spec.search.num_samples * len(spec.grid.seed_list) * spec.train.epochs
+        spec.search.num_samples * len(spec.grid.seed_list) * plan.configurations[0].train.epochs
         if spec.search
         else plan.seed_epochs
     )
