@@ -103,7 +103,7 @@ SERIES_COLUMNS = [
 ]  # fmt: skip
 
 
-def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path):
+def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path, shared_ray):
     spec = {
         **SMALL,
         "name": "panel",
@@ -113,7 +113,7 @@ def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path):
         "mi": {"every": 2, "estimators": PANEL},
     }
     path = write_sweep(tmp_path, spec)
-    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, _, children = sweep_runs(uri, "panel")
@@ -180,7 +180,7 @@ def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path):
     assert len(at_zero) == 4 * 3 * 6 and at_zero["grad_snr"].isna().all()
 
 
-def test_training_settings_as_grid_axes_end_to_end(tmp_path):
+def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray):
     """Each configuration trains with its own settings and MI schedule; params name them."""
     spec = {
         "name": "axes",
@@ -192,7 +192,7 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path):
     path = write_sweep(tmp_path, spec)
     plan = ibsweep("plan", str(path), cwd=tmp_path)
     assert "training axes: lr = 0.001, 0.003; epochs = 4, 6" in plan.stdout
-    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path)
+    proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "axes")
     assert parents[0].data.params["sweep.epochs"] == "4,6"
