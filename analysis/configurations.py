@@ -1,7 +1,7 @@
 """Which params make a configuration, a model, and which follow from others.
 
 A configuration is every param of a run but its seed (MLflow names). The model is its kind and
-activation together (with SwishSign's beta and a BNN's normalisation where they matter); the
+activation together (with SwishSign's beta and a BNN's options where they matter); the
 per-layer estimator descriptions (``mi.layer{k}.estimator``) and the layer count follow from
 the model and the widths, so comparisons and claims never treat them as settings of their own.
 """
@@ -13,10 +13,18 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ibsweep.analysis import run_schema as rs
+from ibsweep.models.config import ModelConfig
 
 MODEL_AXIS = "model"
 KIND, ACTIVATION = "model.kind", "model.activation"
-MODEL_PARTS: tuple[str, ...] = (KIND, ACTIVATION, "model.beta", "model.bnn_norm")
+BNN_OPTIONS: tuple[str, ...] = ("bnn_norm", "bnn_first", "bnn_last")
+MODEL_PARTS: tuple[str, ...] = (
+    KIND,
+    ACTIVATION,
+    "model.beta",
+    *(f"model.{o}" for o in BNN_OPTIONS),
+)
+_BNN_DEFAULTS = {o: ModelConfig.model_fields[o].default for o in BNN_OPTIONS}
 _DERIVED_PREFIXES = ("mi.layer", rs.N_LAYERS)
 
 
@@ -56,7 +64,10 @@ def setting_columns(config_cols: Sequence[str]) -> list[str]:
 
 
 def model_label(df: pd.DataFrame) -> pd.Series:
-    """Per row, the model as one label: kind-activation[-b<beta> for swish_sign][-bn]."""
+    """Per row, the model as one label: kind-activation[-b<beta>][-<BNN option not at its default>].
+
+    A dnn records the BNN options' defaults as params too; they are named for BNNs only.
+    """
 
     def text(col: str) -> pd.Series:  # missing values as 'nan', not as a missing label
         return df[col].astype(object).map(str)
@@ -65,7 +76,12 @@ def model_label(df: pd.DataFrame) -> pd.Series:
     if "model.beta" in df.columns:
         swish = text(ACTIVATION) == "swish_sign"
         label = label.where(~swish, label + "-b" + text("model.beta"))
-    if "model.bnn_norm" in df.columns:
-        bn = text("model.bnn_norm") == "batchnorm"
-        label = label.where(~bn, label + "-bn")
+    bnn = text(KIND) == "bnn"
+    for option, default in _BNN_DEFAULTS.items():
+        col = f"model.{option}"
+        if col in df.columns:
+            value = text(col)
+            other = bnn & (value != default) & (value != "nan")
+            suffix = value if option == "bnn_norm" else option.removeprefix("bnn_") + "_" + value
+            label = label.where(~other, label + "-" + suffix)
     return label

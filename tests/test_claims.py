@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ibsweep.analysis.claims import claim_tests
+from ibsweep.analysis.configurations import model_label
 from ibsweep.analysis.robustness import robustness_table
 from ibsweep.analysis.settings import AnalysisConfig
 from ibsweep.analysis.statistics import configuration_verdicts, holm
@@ -148,3 +149,22 @@ def test_no_pair_gives_an_empty_table_with_its_columns():
     df = phases({("dnn", "tanh", "10x7"): {}}, np.random.default_rng(5))
     out = claims_of(df)
     assert out.empty and {"effect", "p_adjusted", "supported"} <= set(out.columns)
+
+
+def test_a_dnn_pairs_with_bnns_whatever_bnn_options_it_records():
+    """A dnn records the BNN options' defaults as params; they name BNNs only, off-default."""
+    table = pd.DataFrame(
+        {
+            "model.kind": ["dnn", "bnn", "bnn", "bnn"],
+            "model.activation": ["tanh", "ste", "ste", "ste"],
+            "model.bnn_norm": ["batchnorm", "batchnorm", "scale", "batchnorm"],
+            "model.bnn_first": ["real", "real", "real", "binary"],
+            "model.bnn_last": ["real", "real", "real", "real"],
+        }
+    )
+    assert list(model_label(table)) == [
+        "dnn-tanh",
+        "bnn-ste",
+        "bnn-ste-scale",
+        "bnn-ste-first_binary",
+    ]
