@@ -6,6 +6,11 @@ import torch
 from tests.services import ray_cluster
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, so that pytest-xdist's workers do not end on one long tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """Tiny tensors: OpenMP threads only wait on each other (badly so on a loaded machine)."""

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,20 +297,30 @@ def sweep_runs(uri: str, name: str):
     return client, parents, children
 
 
-def assert_histories_exact(client: MlflowClient, run, schedule: list[int], n_layers: int) -> None:
+def metric_histories(client: MlflowClient, run_id: str, keys: list[str]) -> dict[str, list]:
+    """Every point of each metric of a run, the keys asked for at once (a server has workers)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        points = pool.map(lambda key: client.get_metric_history(run_id, key), keys)
+        return dict(zip(keys, points, strict=True))
+
+
+def assert_histories_exact(
+    client: MlflowClient, run, schedule: list[int], n_layers: int
+) -> dict[str, list]:
     """Every metric of a finished run (every estimator of its panel, if it has one) has exactly
-    one value at each scheduled epoch."""
+    one value at each scheduled epoch; returns the histories read."""
     from ibsweep.analysis import run_schema as rs
 
     panel = run.data.params.get(rs.PANEL)
     keys = rs.run_metric_keys(n_layers, panel.split(",") if panel else None)
     keys = [k for k in keys if not k.startswith(rs.GRAD_SNR)]
     assert len(keys) == 3 + 4 * n_layers * (len(panel.split(",")) if panel else 1)
+    snr_keys = [f"grad_snr/layer{k}" for k in range(1, n_layers + 1)]
+    histories = metric_histories(client, run.info.run_id, keys + snr_keys)
     for key in keys:
-        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        steps = sorted(m.step for m in histories[key])
         assert steps == schedule, f"{run.info.run_name} {key}: steps {steps} != {schedule}"
-    for k in range(1, n_layers + 1):
-        steps = sorted(
-            m.step for m in client.get_metric_history(run.info.run_id, f"grad_snr/layer{k}")
-        )
-        assert steps == [s for s in schedule if s > 0], f"grad_snr/layer{k}: {steps}"
+    for key in snr_keys:
+        steps = sorted(m.step for m in histories[key])
+        assert steps == [s for s in schedule if s > 0], f"{key}: {steps}"
+    return histories

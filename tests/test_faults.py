@@ -148,9 +148,8 @@ def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_
         assert parents[0].info.status == "FINISHED" and len(children) == 2
         for run in children:
             assert run.info.status == "FINISHED"
-            assert_histories_exact(client, run, list(range(0, 401, 5)), N_LAYERS)
-            history = client.get_metric_history(run.info.run_id, "loss")
-            during = {m.step for m in history if down_ms < m.timestamp < up_ms}
+            histories = assert_histories_exact(client, run, list(range(0, 401, 5)), N_LAYERS)
+            during = {m.step for m in histories["loss"] if down_ms < m.timestamp < up_ms}
             assert set(range(15, 301, 5)) <= during, "points of the outage were lost"
     finally:
         _stop(driver)
@@ -231,9 +230,8 @@ def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_
         ]
         spans, written = [], 0
         for run in children:
-            histories = {k: client.get_metric_history(run.info.run_id, k) for k in keys}
-            written += sum(len(h) for h in histories.values())
-            assert_histories_exact(client, run, list(range(epochs + 1)), N_LAYERS)
+            histories = assert_histories_exact(client, run, list(range(epochs + 1)), N_LAYERS)
+            written += sum(len(histories[k]) for k in keys)
             stamps = [m.timestamp for m in histories["loss"]]
             spans.append((min(stamps), max(stamps)))
         assert written == 8 * expected
