@@ -119,6 +119,9 @@ def _tune_settings(search: bool) -> Iterator[None]:
     wanted = {
         "TUNE_GLOBAL_CHECKPOINT_S": "5",  # the experiment's state: a killed driver loses little
         "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter is silent at verbose=0
+        # a packed trial checkpoints every few seconds by design; Tune's snapshot warning
+        # about it is noise on every short sweep
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     }
     if search:  # a searcher needs its metric in every result, and some results have none
         wanted["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
