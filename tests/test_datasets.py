@@ -471,7 +471,7 @@ def good_idx(key: str, n: int = 5) -> bytes:
         ("train_images", good_idx("train_images")[:9], ["shorter than its 16-byte header"]),
         ("train_images", good_idx("train_labels"), ["bad IDX magic", "0x00000801", "0x00000803"]),
         ("test_labels", b"<html>404</html>", ["bad IDX magic", "0x3C68746D"]),
-        ("train_labels", gzip.compress(good_idx("train_labels")), ["gzip-compressed"]),
+        ("train_labels", gzip.compress(good_idx("train_labels"), mtime=0), ["gzip-compressed"]),
         ("train_labels", good_idx("train_labels", n=4), ["4 labels", "5 images"]),
         ("test_images", good_idx("test_images", n=3)[:3], ["too short"]),
         ("test_labels", idx_bytes(np.array([1, 2, 10], np.uint8)), ["label 10 outside 0..9"]),
@@ -488,7 +488,7 @@ def test_corrupt_idx_files(tmp_path: Path, key: str, data: bytes, parts: list[st
 @pytest.mark.parametrize(
     ("data", "part"),
     [
-        (gzip.compress(good_idx("train_images"))[:-10], "cannot read it"),
+        (gzip.compress(good_idx("train_images"), mtime=0)[:-10], "cannot read it"),
         (b"\x1f\x8b\x08\x00garbage-not-deflate", "cannot read it"),
         (b"not gzip at all", "cannot read it"),
     ],
