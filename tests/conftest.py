@@ -7,7 +7,8 @@ from tests.services import ray_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first, so that pytest-xdist's workers do not end on one long tail."""
+    """Slow tests first, so that pytest-xdist's workers (a module each, `--dist loadscope`: a
+    module fixture starts once) do not end on one long tail."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

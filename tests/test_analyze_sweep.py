@@ -12,7 +12,7 @@ from ibsweep.analysis.verdicts import UNDERTRAINED, VERDICTS
 from ibsweep.sweep.cli.analyze_command import VERDICT_HEADER
 from tests.services import ibsweep, sweep_runs, write_sweep
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("analyze_sweep")]  # one module fixture
+pytestmark = pytest.mark.slow
 
 TABLES = ("claims.csv", "verdicts.csv", "robustness.csv", "sensitivity.csv",
           "generalisation.csv", "comparisons.csv", "phases.csv", "series.parquet",

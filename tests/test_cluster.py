@@ -32,8 +32,6 @@ from tests.services import (
     write_sweep,
 )
 
-pytestmark = pytest.mark.xdist_group("cluster")  # one worker starts the module's cluster
-
 ROOT = Path(__file__).resolve().parent.parent
 ONE_HOST = [{"NodeManagerAddress": "10.0.0.5"}, {"NodeManagerAddress": "10.0.0.5"}]
 TWO_HOSTS = [{"NodeManagerAddress": "10.0.0.5"}, {"NodeManagerAddress": "10.0.0.6"}]
