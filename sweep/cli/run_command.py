@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ibsweep.sweep.cli.analyze_command import print_analysis
 from ibsweep.sweep.execution.outcome import SweepResult
 from ibsweep.sweep.execution.run import run_sweep
 
@@ -57,6 +56,9 @@ def report(result: SweepResult) -> int:
         )
         return INTERRUPTED
     if result.analysis is not None:
+        # the analysis modules cost a driver seconds to import: only when there is one to print
+        from ibsweep.sweep.cli.analyze_command import print_analysis
+
         print_analysis(result.analysis)
     elif result.analysis_error:
         print(
