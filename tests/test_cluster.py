@@ -2,6 +2,7 @@
 and sweeps on a real two-node Ray cluster on this machine (job API, driver killed, refusals)."""
 
 import copy
+import os
 import re
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 from ibsweep.sweep.cli.main import main
 from ibsweep.sweep.cluster.ray_cluster import (
     check_cluster,
+    environ_defaults,
     resolve_storage,
     storage_is_shared,
     tracking_is_local,
@@ -283,3 +285,11 @@ def test_driver_killed_on_the_cluster_then_run_again_resumes(cluster, tmp_path):
         assert_histories_exact(client, run, list(range(0, 61, 2)), 6)
         if run.info.run_id in finished_before:  # not rerun
             assert run.info.end_time == finished_before[run.info.run_id]
+
+
+def test_environ_defaults_keep_the_users_values_and_remove_only_what_they_added(monkeypatch):
+    monkeypatch.setenv("IBSWEEP_T_USER", "mine")
+    monkeypatch.delenv("IBSWEEP_T_ADDED", raising=False)
+    with environ_defaults({"IBSWEEP_T_USER": "theirs", "IBSWEEP_T_ADDED": "1"}):
+        assert os.environ["IBSWEEP_T_USER"] == "mine" and os.environ["IBSWEEP_T_ADDED"] == "1"
+    assert os.environ["IBSWEEP_T_USER"] == "mine" and "IBSWEEP_T_ADDED" not in os.environ

@@ -112,7 +112,7 @@ def init_ray(address: str | None, cpus: int | None = None) -> None:
     kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
     env = worker_env()
     if not address:
-        with _environ(env):
+        with environ_defaults(env):
             ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **kwargs)
         return
     if env:
@@ -128,13 +128,15 @@ def init_ray(address: str | None, cpus: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """These environment variables set for the duration of the block, then removed again."""
-    os.environ.update(values)
+def environ_defaults(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables, where this process does not set them already, for the
+    duration of the block; then the ones added are removed again (the user's are kept)."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
     try:
         yield
     finally:
-        for key in values:
+        for key in added:
             os.environ.pop(key, None)
 
 

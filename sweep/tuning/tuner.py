@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from ray import tune
 
-from ibsweep.sweep.cluster.ray_cluster import init_ray
+from ibsweep.sweep.cluster.ray_cluster import environ_defaults, init_ray
 from ibsweep.sweep.config.grid import Plan, trial_name
 from ibsweep.sweep.execution.prepare import Execution
 from ibsweep.sweep.tuning.progress import SweepProgress
@@ -70,7 +67,7 @@ def run_tuner(
     if not ray.is_initialized():  # run_sweep connects first to a cluster, to check it
         init_ray(address)
     try:
-        with _tune_settings(search=spec.search is not None):
+        with environ_defaults(_tune_env(search=spec.search is not None)):
             if tune.Tuner.can_restore(execution.tune_path):
                 tuner = tune.Tuner.restore(execution.tune_path, trainable, resume_errored=True)
             elif spec.search is not None:
@@ -112,10 +109,8 @@ def run_tuner(
         ray.shutdown()
 
 
-@contextlib.contextmanager
-def _tune_settings(search: bool) -> Iterator[None]:
-    """Ray Tune's settings that only its environment holds, for the duration of one sweep
-    (values the user set are kept), then removed again."""
+def _tune_env(search: bool) -> dict[str, str]:
+    """Ray Tune's settings that only its environment holds, set for the duration of a sweep."""
     wanted = {
         "TUNE_GLOBAL_CHECKPOINT_S": "5",  # the experiment's state: a killed driver loses little
         "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter is silent at verbose=0
@@ -125,13 +120,7 @@ def _tune_settings(search: bool) -> Iterator[None]:
     }
     if search:  # a searcher needs its metric in every result, and some results have none
         wanted["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    added = {k: v for k, v in wanted.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
+    return wanted
 
 
 def _dirname_from_config(config: dict) -> str:
