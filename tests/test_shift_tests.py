@@ -19,13 +19,9 @@ from ibsweep.analysis.shift_tests import (
     two_sample_shift,
     unpaired_shift_test,
 )
+from tests.rates import binomial_band
 
 ALPHA = 0.05
-
-
-def band(p, n, z=3.0):
-    sd = math.sqrt(p * (1 - p) / n)
-    return p - z * sd, p + z * sd
 
 
 def test_hodges_lehmann_on_known_cases():
@@ -76,7 +72,7 @@ def test_paired_test_false_positive_rate_under_the_null_is_near_alpha(n, reps, n
     # n = 20 > exact_max: Monte Carlo flips
     p = np.array([paired_shift_test(draw(0, 1, n), draws=2000, rng=rng).p_value
                   for _ in range(reps)])  # fmt: skip
-    low, high = band(ALPHA, reps)
+    low, high = binomial_band(ALPHA, reps)
     assert low <= (p < ALPHA).mean() <= high
     assert (p <= 2 * ALPHA).mean() == pytest.approx(2 * ALPHA, abs=3 * math.sqrt(0.1 * 0.9 / reps))
 
@@ -122,7 +118,7 @@ def test_unpaired_test_false_positive_rate_and_power():
     reps = 600
     null = np.array([unpaired_shift_test(rng.normal(0, 1, 6), rng.normal(0, 1, 6), boot=200,
                                          rng=rng).p_value for _ in range(reps)])  # fmt: skip
-    low, high = band(ALPHA, reps)
+    low, high = binomial_band(ALPHA, reps)
     assert low <= (null < ALPHA).mean() <= high
     shifted = unpaired_shift_test(rng.normal(2, 1, 8), rng.normal(0, 1, 8), rng=rng)
     assert shifted.p_value < 0.01 and shifted.ci_low > 0 and "unpaired" in shifted.method

@@ -17,14 +17,9 @@ from ibsweep.analysis.statistics import (
     compare,
     holm,
 )
+from tests.rates import binomial_band
 
 ALPHA = 0.05
-
-
-def binomial_band(p, n, z=3.0):
-    """Range of a rejection rate of n independent tests at true rate p, within z sd."""
-    sd = math.sqrt(p * (1 - p) / n)
-    return p - z * sd, p + z * sd
 
 
 def phase_table(groups, rng, stats=("expansion",), layer=1):
