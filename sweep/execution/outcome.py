@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
@@ -19,7 +19,9 @@ from ibsweep.sweep.tracking.store import (
     set_tags,
 )
 from ibsweep.sweep.tracking.uri import server_reachable
-from ibsweep.sweep.tuning.tuner import TuneOutcome
+
+if TYPE_CHECKING:
+    from ibsweep.sweep.tuning.tuner import TuneOutcome
 
 log = logging.getLogger(__name__)
 

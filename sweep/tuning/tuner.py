@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from ibsweep.sweep.cluster.ray_cluster import environ_defaults, init_ray
 from ibsweep.sweep.config.grid import Plan, trial_name
 from ibsweep.sweep.execution.prepare import Execution
+from ibsweep.sweep.tuning.entry import train_trial
 from ibsweep.sweep.tuning.progress import SweepProgress
 from ibsweep.sweep.tuning.search import search_setup
-from ibsweep.sweep.tuning.trainable import train_trial
 from ibsweep.sweep.tuning.trial_config import trial_space
 
 
@@ -61,7 +62,10 @@ def run_tuner(
         storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[SweepProgress(n_trials, work, stream=progress)] if progress else [],
+        # each trial's result.json and progress.csv; MLflow holds the series, so no
+        # TensorBoard files (Tune's TBX logger would also import torch into the driver)
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]
+        + ([SweepProgress(n_trials, work, stream=progress)] if progress else []),
         verbose=0,
     )
     if not ray.is_initialized():  # run_sweep connects first to a cluster, to check it
@@ -117,6 +121,7 @@ def _tune_env(search: bool) -> dict[str, str]:
         # a packed trial checkpoints every few seconds by design; Tune's snapshot warning
         # about it is noise on every short sweep
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # the loggers are the run config's
     }
     if search:  # a searcher needs its metric in every result, and some results have none
         wanted["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
