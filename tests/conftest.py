@@ -1,9 +1,39 @@
 """Settings shared by every test."""
 
+import fcntl
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
-from tests.services import ray_cluster
+from tests.services import RayCluster, start_ray_cluster, stop_ray_cluster
+
+_SHARED = pytest.StashKey[Path]()
+_SHARED_RAY = "ray.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test run's folder for services its processes share (made by the controller)."""
+    if not hasattr(config, "workerinput"):
+        config.stash[_SHARED] = Path(tempfile.mkdtemp(prefix="ibs-shared-", dir="/tmp"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist: each worker is told where the shared services are."""
+    node.workerinput["ibsweep_shared"] = str(node.config.stash[_SHARED])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller ends the shared services once every worker is done with them."""
+    if hasattr(config, "workerinput"):
+        return
+    folder = config.stash[_SHARED]
+    if (folder / _SHARED_RAY).exists():
+        stop_ray_cluster(RayCluster.load(folder / _SHARED_RAY))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,9 +52,22 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def shared_ray():
-    """One Ray head (2 CPUs, on 127.0.0.1, its own token) for the sweeps of every test that
-    does not need a Ray of its own: each ``ibsweep run`` then connects in a second instead of
-    starting Ray. The environment to run ibsweep with is ``shared_ray.driver_env``."""
-    with ray_cluster(workers=(), head_cpus=2) as ray:
-        yield ray
+def shared_ray(pytestconfig: pytest.Config) -> RayCluster:
+    """One Ray head (on 127.0.0.1, its own token, no dashboard) for the sweeps of every test
+    that does not need a Ray of its own, in every pytest-xdist worker: started by the first
+    worker that asks, ended by the controller. Each ``ibsweep run`` then connects in a second
+    instead of starting Ray. The environment to run ibsweep with is ``shared_ray.driver_env``.
+
+    It has 2 CPUs per worker: a test that holds its trials (at most 2 CPUs' worth) never
+    waits on another test's.
+    """
+    workerinput = getattr(pytestconfig, "workerinput", {})
+    folder = Path(workerinput.get("ibsweep_shared") or pytestconfig.stash[_SHARED])
+    with open(folder / "ray.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / _SHARED_RAY).exists():
+            return RayCluster.load(folder / _SHARED_RAY)
+        cpus = 2 * int(workerinput.get("workercount", 1))
+        ray = start_ray_cluster(workers=(), head_cpus=cpus, dashboard=False)
+        ray.save(folder / _SHARED_RAY)
+        return ray

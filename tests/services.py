@@ -159,7 +159,20 @@ class RayCluster:
     port: int
     dashboard: str
     env: dict[str, str]
-    nodes: list[subprocess.Popen] = field(default_factory=list)
+    nodes: list[subprocess.Popen | psutil.Process] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        """Write what another test process needs to use (and stop) this cluster."""
+        spec = {"root": str(self.root), "port": self.port, "dashboard": self.dashboard,
+                "env": self.env, "pids": [p.pid for p in self.nodes]}  # fmt: skip
+        path.write_text(json.dumps(spec))
+
+    @classmethod
+    def load(cls, path: Path) -> RayCluster:
+        """The cluster another test process started and saved to ``path``."""
+        spec = json.loads(path.read_text())
+        nodes = [psutil.Process(pid) for pid in spec.pop("pids")]
+        return cls(**{**spec, "root": Path(spec["root"])}, nodes=nodes)
 
     @property
     def address(self) -> str:
@@ -189,12 +202,12 @@ class RayCluster:
             time.sleep(0.5)
         return proc
 
-    def start_head(self, cpus: int, timeout: float = 180) -> None:
-        """Start the head node: GCS, dashboard and job API on 127.0.0.1."""
+    def start_head(self, cpus: int, dashboard: bool = True, timeout: float = 180) -> None:
+        """Start the head node: GCS, and the dashboard with the job API, on 127.0.0.1."""
         dashboard_port = self.dashboard.rsplit(":", 1)[1]
         args = [
             "--head", f"--port={self.port}", f"--num-cpus={cpus}",
-            "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}",
         ]  # fmt: skip
         self._start(args, "head", timeout)
@@ -233,7 +246,7 @@ class RayCluster:
     def stop(self) -> None:
         """Stop every node and every process that carries this cluster's token path."""
         for proc in reversed(self.nodes):
-            if proc.poll() is None:
+            with suppress(psutil.NoSuchProcess):  # a node a test killed
                 kill_tree(proc)  # SIGKILL: nothing of a test cluster is worth a graceful stop
         marker = self.env["RAY_AUTH_TOKEN_PATH"]
         strays = []
@@ -247,14 +260,16 @@ class RayCluster:
         psutil.wait_procs(strays, timeout=30)
 
 
-@contextmanager
-def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict | None = None):
+def start_ray_cluster(
+    workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict | None = None,
+    dashboard: bool = True,
+) -> RayCluster:  # fmt: skip
     """A multi-node Ray cluster on this machine: a head and one node per entry of ``workers``.
 
     Token authentication is on with a token of its own (not ~/.ray/auth_token); ``env`` is
     what processes that talk to the cluster need (and what its nodes were started with).
-    Every process it started is ended at exit, also on failure; ``ray stop`` is never used
-    (it would stop every Ray of the machine).
+    ``stop_ray_cluster`` ends every process it started; ``ray stop`` is never used (it would
+    stop every Ray of the machine).
     """
     root = Path(tempfile.mkdtemp(prefix="ibs-", dir="/tmp"))  # short: Ray's socket paths
     token = root / "token"
@@ -277,14 +292,30 @@ def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict |
     cluster_env.pop("RAY_ADDRESS", None)
     cluster = RayCluster(root, free_port(), f"http://127.0.0.1:{free_port()}", cluster_env)
     try:
-        cluster.start_head(head_cpus)
+        cluster.start_head(head_cpus, dashboard)
         for cpus in workers:
             cluster.add_node(cpus)
         cluster.wait_nodes(1 + len(workers))
+    except BaseException:
+        stop_ray_cluster(cluster)
+        raise
+    return cluster
+
+
+def stop_ray_cluster(cluster: RayCluster) -> None:
+    """End every process of a cluster from ``start_ray_cluster`` and remove its folder."""
+    cluster.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@contextmanager
+def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict | None = None):
+    """``start_ray_cluster`` for the block; every process it started is ended at exit."""
+    cluster = start_ray_cluster(workers, head_cpus, env)
+    try:
         yield cluster
     finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        stop_ray_cluster(cluster)
 
 
 def sweep_runs(uri: str, name: str):

@@ -31,6 +31,16 @@ def test_importing_ibsweep_loads_none_of_the_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_sweeps_driver_loads_no_torch():
+    """Tune is given a thin entry point: torch is imported by the trials, not the driver."""
+    code = (
+        "import sys; from ibsweep.sweep.cli import run_command; from ibsweep.sweep.tuning "
+        "import tuner; print('torch' in sys.modules, callable(tuner.train_trial))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False True"
+
+
 def test_library_errors_are_typed_and_bad_input_starts_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.yaml"

@@ -49,7 +49,10 @@ def test_small_grid_into_sqlite(tmp_path):
         proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env={"TMPDIR": str(scratch)})
         assert proc.returncode == 0, proc.stderr[-3000:]
         # every checkpoint was written from a temporary folder that is gone again
-        assert list((tmp_path / ".ibsweep" / "tune").rglob("checkpoint_*/trainer.pt"))
+        tune_dir = tmp_path / ".ibsweep" / "tune"
+        assert list(tune_dir.rglob("checkpoint_*/trainer.pt"))
+        assert len(list(tune_dir.rglob("result.json"))) == len(list(tune_dir.rglob("progress.csv")))
+        assert list(tune_dir.rglob("result.json")) and not list(tune_dir.rglob("events.out.*"))
         assert not list(scratch.rglob(f"{CHECKPOINT_PREFIX}*"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
