@@ -203,7 +203,12 @@ def test_bad_train_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, ar
 
 
 def test_bad_widths_syntax_and_unknown_option_exit_2(capsys):
-    for argv in (["train", "--widths", "a,b"], ["train", "--frobnicate"], ["data", "nope"]):
+    for argv in (
+        ["train", "--widths", "a,b"],
+        ["train", "--frobnicate"],
+        ["data", "nope"],
+        ["ui", "--workers", "0"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

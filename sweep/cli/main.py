@@ -44,6 +44,13 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a whole number of at least 1")
+    return value
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding the dataset's files (mnist, cifar10, ...)")
 
@@ -173,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="the MLflow UI on a store, bound to 127.0.0.1")
     p.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db)")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="server processes (default 1: one person's browser; MLflow's own default is 4)",
+    )
     return parser
 
 
@@ -211,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return submit_command(args.file, args.address, args.tracking_uri, not args.no_wait)
         if args.command == "ui":
-            return _ui(args.tracking_uri, args.port)
+            return _ui(args.tracking_uri, args.port, args.workers)
     except UsageError as err:
         print(f"ibsweep: error: {err}", file=sys.stderr)
         return 2
@@ -366,12 +379,12 @@ def _meter(model: ModelConfig, values: Sequence[str]) -> LayerMeter:
     return LayerMeter(model, panel=panel or None, labels=labels)
 
 
-def _ui(uri: str | None, port: int) -> int:
+def _ui(uri: str | None, port: int, workers: int) -> int:
     from ibsweep.sweep.tracking.uri import resolve_tracking_uri
 
     store = resolve_tracking_uri(uri, None)
     cmd = ["mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1"]
-    cmd += ["--port", str(port)]
+    cmd += ["--port", str(port), "--workers", str(workers)]
     print(f"MLflow UI on http://127.0.0.1:{port} for {store} (Ctrl-C stops it)", file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
