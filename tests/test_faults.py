@@ -124,22 +124,22 @@ def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_pa
 
 
 def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_path, shared_ray):
-    spec = _spec("outage", 400, 5, tracking={"retry_s": 600})
+    spec = _spec("outage", 120, 5, tracking={"retry_s": 600})
     path = write_sweep(tmp_path, spec)
     storage = tmp_path / ".ibsweep" / "tune"
     holds = Holds(tmp_path / "holds")
     server = MlflowServer(tmp_path)
     uri = server.start()
-    env = {**shared_ray.driver_env, **holds.env(epochs=[10], reached=[300])}
+    env = {**shared_ray.driver_env, **holds.env(epochs=[10], reached=[100])}
     driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
     try:
         assert holds.wait(2, 10, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
         down_ms = int(time.time() * 1000)
         server.stop()
         holds.release(10)
-        # Both trials train on to epoch 300 while MLflow is gone: training goes on.
-        assert holds.wait(2, 300, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
-        holds.release(300)
+        # Both trials train on to epoch 100 while MLflow is gone: training goes on.
+        assert holds.wait(2, 100, 300, driver), (tmp_path / "driver.log").read_text()[-3000:]
+        holds.release(100)
         up_ms = int(time.time() * 1000)
         server.start()
         driver.wait(600)
@@ -148,9 +148,9 @@ def test_tracking_server_down_for_a_while_trials_go_on_and_no_point_is_lost(tmp_
         assert parents[0].info.status == "FINISHED" and len(children) == 2
         for run in children:
             assert run.info.status == "FINISHED"
-            histories = assert_histories_exact(client, run, list(range(0, 401, 5)), N_LAYERS)
+            histories = assert_histories_exact(client, run, list(range(0, 121, 5)), N_LAYERS)
             during = {m.step for m in histories["loss"] if down_ms < m.timestamp < up_ms}
-            assert set(range(15, 301, 5)) <= during, "points of the outage were lost"
+            assert set(range(15, 101, 5)) <= during, "points of the outage were lost"
     finally:
         _stop(driver)
         server.stop()
@@ -203,7 +203,7 @@ def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_
 
 
 def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_ray):
-    epochs = 100
+    epochs = 30
     spec = _spec(
         "load", epochs, 1, activations=("tanh", "relu", "sigmoid", "hardtanh"),
         resources={"cpu": 0.25},  # 8 trials at once on local Ray's 2 CPUs
@@ -211,13 +211,13 @@ def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_
     spec["grid"]["seeds"] = 2
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")
-    env = {**shared_ray.driver_env, **holds.env(reached=[50])}
+    env = {**shared_ray.driver_env, **holds.env(reached=[15])}
     with mlflow_server(tmp_path, workers=4) as uri:
         driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
         try:
             # all 8 trials mid-way at once: they log to the server concurrently
-            assert holds.wait(8, 50, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
-            holds.release(50)
+            assert holds.wait(8, 15, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
+            holds.release(15)
             driver.wait(600)
         finally:
             _stop(driver)

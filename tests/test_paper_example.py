@@ -1,4 +1,4 @@
-"""The shipped paper experiment, shortened (2 seeds, 150 epochs), through run and analyze."""
+"""The shipped paper experiment, shortened (2 seeds, 60 epochs), through run and analyze."""
 
 from pathlib import Path
 
@@ -17,8 +17,8 @@ def test_shortened_paper_sweep_end_to_end(tmp_path, shared_ray):
     assert spec["grid"]["seeds"] >= 10 and spec["train"]["epochs"] >= 1500
     spec["grid"]["seeds"] = 2
     spec["seeds_per_trial"] = 2
-    spec["train"]["epochs"] = 150
-    spec["mi"] = {"log_points": 60}
+    spec["train"]["epochs"] = 60
+    spec["mi"] = {"log_points": 30}
     path = write_sweep(tmp_path, spec, "paper-short.yaml")
     proc = ibsweep("run", str(path), cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
