@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.services import RayCluster, start_ray_cluster, stop_ray_cluster
+from tests.services import RayCluster, start_ray_cluster
 
 _SHARED = pytest.StashKey[Path]()
 _SHARED_RAY = "ray.json"
@@ -32,7 +32,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     folder = config.stash[_SHARED]
     if (folder / _SHARED_RAY).exists():
-        stop_ray_cluster(RayCluster.load(folder / _SHARED_RAY))
+        RayCluster.load(folder / _SHARED_RAY).stop()
     shutil.rmtree(folder, ignore_errors=True)
 
 

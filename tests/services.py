@@ -88,7 +88,7 @@ def free_port() -> int:
 
 def kill_tree(proc: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     """Send ``sig`` to a process we started and to every process it started."""
-    root = psutil.Process(proc.pid)
+    root = proc if isinstance(proc, psutil.Process) else psutil.Process(proc.pid)
     family = [root, *root.children(recursive=True)]
     for p in family:
         with suppress(psutil.NoSuchProcess):
@@ -244,9 +244,12 @@ class RayCluster:
         proc.wait(30)
 
     def stop(self) -> None:
-        """Stop every node and every process that carries this cluster's token path."""
+        """Stop every node and every process that carries this cluster's token path, and
+        remove the cluster's folder."""
         for proc in reversed(self.nodes):
-            with suppress(psutil.NoSuchProcess):  # a node a test killed
+            if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
+                continue  # a node a test killed: its pid may be another process's by now
+            with suppress(psutil.NoSuchProcess):  # (psutil.Process refuses a reused pid)
                 kill_tree(proc)  # SIGKILL: nothing of a test cluster is worth a graceful stop
         marker = self.env["RAY_AUTH_TOKEN_PATH"]
         strays = []
@@ -258,6 +261,7 @@ class RayCluster:
             with suppress(psutil.Error):
                 p.kill()
         psutil.wait_procs(strays, timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_ray_cluster(
@@ -268,8 +272,8 @@ def start_ray_cluster(
 
     Token authentication is on with a token of its own (not ~/.ray/auth_token); ``env`` is
     what processes that talk to the cluster need (and what its nodes were started with).
-    ``stop_ray_cluster`` ends every process it started; ``ray stop`` is never used (it would
-    stop every Ray of the machine).
+    Its ``stop`` ends every process it started; ``ray stop`` is never used (it would stop
+    every Ray of the machine).
     """
     root = Path(tempfile.mkdtemp(prefix="ibs-", dir="/tmp"))  # short: Ray's socket paths
     token = root / "token"
@@ -297,15 +301,9 @@ def start_ray_cluster(
             cluster.add_node(cpus)
         cluster.wait_nodes(1 + len(workers))
     except BaseException:
-        stop_ray_cluster(cluster)
+        cluster.stop()
         raise
     return cluster
-
-
-def stop_ray_cluster(cluster: RayCluster) -> None:
-    """End every process of a cluster from ``start_ray_cluster`` and remove its folder."""
-    cluster.stop()
-    shutil.rmtree(cluster.root, ignore_errors=True)
 
 
 @contextmanager
@@ -315,7 +313,7 @@ def ray_cluster(workers: tuple[int, ...] = (1,), head_cpus: int = 1, env: dict |
     try:
         yield cluster
     finally:
-        stop_ray_cluster(cluster)
+        cluster.stop()
 
 
 def sweep_runs(uri: str, name: str):
