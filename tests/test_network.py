@@ -342,10 +342,11 @@ def test_identity_with_batchnorm_gives_hidden_shifts_no_gradient():
     """Why the packing test leaves identity + BatchNorm out: a linear backward pass into the
     next layer's BatchNorm cancels the gradient of every shift before it (up to rounding)."""
     net = _net("bnn", "identity", seeds=(0,), bnn_norm="batchnorm")
-    x = torch.randint(0, 2, (64, 12)).float()
-    y = torch.randint(0, 2, (64,))
+    draw = torch.Generator().manual_seed(0)  # the global generator's state depends on test order
+    x = torch.randint(0, 2, (64, 12), generator=draw).float()
+    y = torch.randint(0, 2, (64,), generator=draw)
     net.train()
     loss = torch.nn.functional.cross_entropy(net(x)[0], y)
     grads = torch.autograd.grad(loss, list(net.biases))
     assert all(g.abs().max() < 1e-6 for g in grads[:-2])  # shifts followed by a BatchNorm
-    assert grads[-2].abs().max() > 1e-3  # the last hidden layer feeds the real logits
+    assert grads[-2].abs().max() > 1e-3  # the last hidden layer feeds the real logits (0.068)
