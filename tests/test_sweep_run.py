@@ -360,12 +360,16 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
                 return False
 
         assert _wait_for(serving, 120, proc), "ibsweep ui did not serve the store"
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
         listening = {
             c.laddr.ip
-            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
+            for p in family
             for c in p.net_connections("tcp")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == port
         }
         assert listening == {"127.0.0.1"}
+        # one server worker by default, and no GenAI job runner (nor its huey consumers)
+        commands = [" ".join(p.cmdline()) for p in family]
+        assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c], commands
     finally:
         kill_tree(proc, signal.SIGTERM)

@@ -385,6 +385,8 @@ def _ui(uri: str | None, port: int, workers: int) -> int:
     store = resolve_tracking_uri(uri, None)
     cmd = ["mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", str(workers)]
+    # MLflow's GenAI job runner (a runner and seven huey consumers) serves no runs table
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(f"MLflow UI on http://127.0.0.1:{port} for {store} (Ctrl-C stops it)", file=sys.stderr)
     os.execvp(cmd[0], cmd)
     return 0
