@@ -3,15 +3,17 @@
 import fcntl
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.services import RayCluster, start_ray_cluster
+from tests.services import MlflowServer, RayCluster, start_ray_cluster
 
 _SHARED = pytest.StashKey[Path]()
 _SHARED_RAY = "ray.json"
+_SHARED_MLFLOW = "mlflow.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,6 +35,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash[_SHARED]
     if (folder / _SHARED_RAY).exists():
         RayCluster.load(folder / _SHARED_RAY).stop()
+    if (folder / _SHARED_MLFLOW).exists():
+        MlflowServer.load(folder / _SHARED_MLFLOW).stop()
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -70,6 +74,19 @@ def new_store(tmp_path: Path, _migrated_store: Path) -> str:
     return f"sqlite:///{tmp_path / 'm.db'}"
 
 
+def _shared_folder(config: pytest.Config) -> Path:
+    workerinput = getattr(config, "workerinput", {})
+    return Path(workerinput.get("ibsweep_shared") or config.stash[_SHARED])
+
+
+@contextmanager
+def _first_to_ask(config: pytest.Config):
+    """Held by one test process at a time: the first to hold it starts a shared service."""
+    with open(_shared_folder(config) / "services.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _shared_folder(config)
+
+
 @pytest.fixture(scope="session")
 def shared_ray(pytestconfig: pytest.Config) -> RayCluster:
     """One Ray head (on 127.0.0.1, its own token, no dashboard) for the sweeps of every test
@@ -80,13 +97,25 @@ def shared_ray(pytestconfig: pytest.Config) -> RayCluster:
     It has 2 CPUs per worker: a test that holds its trials (at most 2 CPUs' worth) never
     waits on another test's.
     """
-    workerinput = getattr(pytestconfig, "workerinput", {})
-    folder = Path(workerinput.get("ibsweep_shared") or pytestconfig.stash[_SHARED])
-    with open(folder / "ray.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _first_to_ask(pytestconfig) as folder:
         if (folder / _SHARED_RAY).exists():
             return RayCluster.load(folder / _SHARED_RAY)
-        cpus = 2 * int(workerinput.get("workercount", 1))
+        cpus = 2 * int(getattr(pytestconfig, "workerinput", {}).get("workercount", 1))
         ray = start_ray_cluster(workers=(), head_cpus=cpus, dashboard=False)
         ray.save(folder / _SHARED_RAY)
         return ray
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow(pytestconfig: pytest.Config) -> MlflowServer:
+    """One ``mlflow server`` (4 worker processes, as MLflow's default, on one SQLite store) for
+    every test that logs to a server but never stops it; started and ended like
+    ``shared_ray``. Each test's sweep has a name of its own, so its experiment is its own."""
+    with _first_to_ask(pytestconfig) as folder:
+        if (folder / _SHARED_MLFLOW).exists():
+            return MlflowServer.load(folder / _SHARED_MLFLOW)
+        server = MlflowServer(folder / "mlflow", workers=4)
+        server.folder.mkdir()
+        server.start()
+        server.save(folder / _SHARED_MLFLOW)
+        return server

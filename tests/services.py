@@ -99,12 +99,26 @@ def kill_tree(proc: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL
 class MlflowServer:
     """A real ``mlflow server`` on a loopback port that can be stopped and started again."""
 
-    def __init__(self, folder: Path, workers: int = 1) -> None:
+    def __init__(self, folder: Path, workers: int = 1, port: int | None = None) -> None:
         self.folder, self.workers = folder, workers
-        self.port = free_port()
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "mlflow-server.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | psutil.Process | None = None
+
+    def save(self, path: Path) -> None:
+        """Write what another test process needs to use (and stop) this running server."""
+        spec = {"folder": str(self.folder), "workers": self.workers, "port": self.port,
+                "pid": self.proc.pid}  # fmt: skip
+        path.write_text(json.dumps(spec))
+
+    @classmethod
+    def load(cls, path: Path) -> MlflowServer:
+        """The running server another test process started and saved to ``path``."""
+        spec = json.loads(path.read_text())
+        server = cls(Path(spec["folder"]), spec["workers"], spec["port"])
+        server.proc = psutil.Process(spec["pid"])
+        return server
 
     def start(self, timeout: float = 120) -> str:
         """Start the server (same store, same port) and wait until it answers."""
@@ -139,16 +153,6 @@ class MlflowServer:
         if self.proc is not None:
             kill_tree(self.proc, signal.SIGTERM)
             self.proc = None
-
-
-@contextmanager
-def mlflow_server(folder: Path, workers: int = 1):
-    """A real ``mlflow server`` on a free loopback port, stopped (with its workers) at exit."""
-    server = MlflowServer(folder, workers)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -27,7 +27,6 @@ from tests.services import (
     assert_histories_exact,
     ibsweep,
     kill_tree,
-    mlflow_server,
     ray_cluster,
     sweep_runs,
     wait_for,
@@ -157,14 +156,11 @@ SWEEP = {
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, shared_mlflow):
     """A head and one more node (1 CPU each), a tracking server and a folder both call shared."""
     shared = tmp_path_factory.mktemp("shared")
-    with (
-        mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri,
-        ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray,
-    ):
-        yield ray, uri, shared
+    with ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray:
+        yield ray, shared_mlflow.uri, shared
 
 
 def _driver_env(ray) -> dict:

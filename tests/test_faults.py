@@ -16,7 +16,6 @@ from tests.services import (
     MlflowServer,
     assert_histories_exact,
     kill_tree,
-    mlflow_server,
     ray_cluster,
     sweep_runs,
     write_sweep,
@@ -85,16 +84,14 @@ def _runs_with_metrics(uri: str, name: str) -> int:
     return sum(1 for r in children if r.data.metrics and r.info.status == "RUNNING")
 
 
-def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_path):
+def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(tmp_path, shared_mlflow):
     shared = tmp_path / "shared"
     storage = shared / "tune"
     spec = _spec("nodeloss", 60, 2, storage=str(storage), max_failures=3)
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")
-    with (
-        mlflow_server(tmp_path) as uri,
-        ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray,
-    ):
+    uri = shared_mlflow.uri
+    with ray_cluster(workers=(1,), env={"IBSWEEP_SHARED_STORAGE": str(shared)}) as ray:
         args = ["run", str(path), "--address", ray.address, "--tracking-uri", uri, "--no-analyze"]
         driver = _driver(args, tmp_path, {**ray.env, **holds.env(epochs=[20])})
         try:
@@ -202,7 +199,7 @@ def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(tmp_
         server.stop()
 
 
-def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_ray):
+def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_ray, shared_mlflow):
     epochs = 30
     spec = _spec(
         "load", epochs, 1, activations=("tanh", "relu", "sigmoid", "hardtanh"),
@@ -212,30 +209,30 @@ def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")
     env = {**shared_ray.driver_env, **holds.env(reached=[15])}
-    with mlflow_server(tmp_path, workers=4) as uri:
-        driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
-        try:
-            # all 8 trials mid-way at once: they log to the server concurrently
-            assert holds.wait(8, 15, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
-            holds.release(15)
-            driver.wait(600)
-        finally:
-            _stop(driver)
-        assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
-        client, _, children = sweep_runs(uri, "load")
-        assert len(children) == 8
-        expected = (epochs + 1) * (3 + 2 * N_LAYERS) + epochs * N_LAYERS  # grad_snr from epoch 1
-        keys = ["loss", "train_acc", "test_acc"] + [
-            f"{m}/layer{k}" for k in range(1, N_LAYERS + 1) for m in ("I_XT", "I_TY", "grad_snr")
-        ]
-        spans, written = [], 0
-        for run in children:
-            histories = assert_histories_exact(client, run, list(range(epochs + 1)), N_LAYERS)
-            written += sum(len(histories[k]) for k in keys)
-            stamps = [m.timestamp for m in histories["loss"]]
-            spans.append((min(stamps), max(stamps)))
-        assert written == 8 * expected
-        assert max(s for s, _ in spans) < min(e for _, e in spans), "the 8 trials never overlapped"
-    server_log = (tmp_path / "mlflow-server.log").read_text().lower()
+    uri = shared_mlflow.uri  # 4 server processes on one SQLite store
+    driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
+    try:
+        # all 8 trials mid-way at once: they log to the server concurrently
+        assert holds.wait(8, 15, 600, driver), (tmp_path / "driver.log").read_text()[-3000:]
+        holds.release(15)
+        driver.wait(600)
+    finally:
+        _stop(driver)
+    assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    client, _, children = sweep_runs(uri, "load")
+    assert len(children) == 8
+    expected = (epochs + 1) * (3 + 2 * N_LAYERS) + epochs * N_LAYERS  # grad_snr from epoch 1
+    keys = ["loss", "train_acc", "test_acc"] + [
+        f"{m}/layer{k}" for k in range(1, N_LAYERS + 1) for m in ("I_XT", "I_TY", "grad_snr")
+    ]
+    spans, written = [], 0
+    for run in children:
+        histories = assert_histories_exact(client, run, list(range(epochs + 1)), N_LAYERS)
+        written += sum(len(histories[k]) for k in keys)
+        stamps = [m.timestamp for m in histories["loss"]]
+        spans.append((min(stamps), max(stamps)))
+    assert written == 8 * expected
+    assert max(s for s, _ in spans) < min(e for _, e in spans), "the 8 trials never overlapped"
+    server_log = shared_mlflow.log_path.read_text().lower()  # (every test's, so far)
     for problem in ("database is locked", "deadlock", "traceback", "internal server error"):
         assert problem not in server_log, problem

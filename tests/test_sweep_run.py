@@ -20,7 +20,6 @@ from tests.services import (
     assert_histories_exact,
     ibsweep,
     kill_tree,
-    mlflow_server,
     sweep_runs,
     write_sweep,
 )
@@ -267,7 +266,9 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
             assert run.info.end_time == finished_before[run.info.run_id]
 
 
-def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path, shared_ray):
+def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(
+    tmp_path, shared_ray, shared_mlflow
+):
     spec = {
         "name": "served",
         "grid": {"kind": ["dnn"], "activation": {"dnn": ["tanh", "linear"]}, "seeds": 1,
@@ -276,33 +277,33 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(tmp_path, s
         "mi": {"every": 5},
     }  # fmt: skip
     path = write_sweep(tmp_path, spec)
-    with mlflow_server(tmp_path) as uri:
-        proc = ibsweep(
-            "run", str(path), "--tracking-uri", uri, "--no-analyze",
-            cwd=tmp_path, env=shared_ray.driver_env,
-        )  # fmt: skip
-        client, parents, children = sweep_runs(uri, "served")
-        by_name = {r.info.run_name: r for r in children}
-        assert proc.returncode == 1, proc.stderr[-3000:]
-        diverged = by_name["dnn-linear-50x50x50-tishby-s0"]
-        assert diverged.info.status == "FAILED"
-        assert "diverged at epoch" in diverged.data.tags["ibsweep.failure"]
-        assert "FAILED dnn-linear-50x50x50-tishby-s0: diverged at epoch" in proc.stdout
-        fine = by_name["dnn-tanh-50x50x50-tishby-s0"]
-        assert fine.info.status == "FINISHED"
-        assert_histories_exact(client, fine, [0, 5, 10, 15], 4)
-        assert parents[0].info.status == "FINISHED"
-        assert parents[0].data.metrics["runs_failed"] == 1
-        assert client.list_artifacts(parents[0].info.run_id, "sweep")
-        # a finished run stores its series as one file; the analysis reads that (and the
-        # history endpoint for the failed run, which has none)
-        # epoch metrics, 4 MI families x 4 layers at 4 epochs, grad SNR of 4 layers at 3
-        assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 4 * 4 + 4 * 3)
-        analysis = ibsweep("analyze", "served", "--tracking-uri", uri, cwd=tmp_path)
-        assert analysis.returncode == 0, analysis.stderr[-3000:]
-        series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")
-        rows = series[series["run_id"] == fine.info.run_id]
-        assert len(rows) == 4 * 4 and rows["i_xt"].notna().all()
+    uri = shared_mlflow.uri
+    proc = ibsweep(
+        "run", str(path), "--tracking-uri", uri, "--no-analyze",
+        cwd=tmp_path, env=shared_ray.driver_env,
+    )  # fmt: skip
+    client, parents, children = sweep_runs(uri, "served")
+    by_name = {r.info.run_name: r for r in children}
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    diverged = by_name["dnn-linear-50x50x50-tishby-s0"]
+    assert diverged.info.status == "FAILED"
+    assert "diverged at epoch" in diverged.data.tags["ibsweep.failure"]
+    assert "FAILED dnn-linear-50x50x50-tishby-s0: diverged at epoch" in proc.stdout
+    fine = by_name["dnn-tanh-50x50x50-tishby-s0"]
+    assert fine.info.status == "FINISHED"
+    assert_histories_exact(client, fine, [0, 5, 10, 15], 4)
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["runs_failed"] == 1
+    assert client.list_artifacts(parents[0].info.run_id, "sweep")
+    # a finished run stores its series as one file; the analysis reads that (and the
+    # history endpoint for the failed run, which has none)
+    # epoch metrics, 4 MI families x 4 layers at 4 epochs, grad SNR of 4 layers at 3
+    assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 4 * 4 + 4 * 3)
+    analysis = ibsweep("analyze", "served", "--tracking-uri", uri, cwd=tmp_path)
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")
+    rows = series[series["run_id"] == fine.info.run_id]
+    assert len(rows) == 4 * 4 and rows["i_xt"].notna().all()
 
 
 def test_optuna_search_of_a_few_samples(tmp_path, shared_ray):
