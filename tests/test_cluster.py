@@ -1,7 +1,9 @@
 """Cluster use: cluster.yaml, the rules for what a multi-node cluster can share, credentials,
-and sweeps on a real two-node Ray cluster on this machine (job API, driver killed, refusals)."""
+and sweeps on a real two-node Ray cluster on this machine (refusals, job API, driver killed,
+a node lost)."""
 
 import copy
+import json
 import os
 import re
 import signal
@@ -281,6 +283,58 @@ def test_driver_killed_on_the_cluster_then_run_again_resumes(cluster, tmp_path):
         assert_histories_exact(client, run, list(range(0, 61, 2)), 6)
         if run.info.run_id in finished_before:  # not rerun
             assert run.info.end_time == finished_before[run.info.run_id]
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    """A trial's reports to Tune, in order (its result.json)."""
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(cluster, tmp_path):
+    """Last of the module's cluster tests: it ends the module's worker node."""
+    ray, uri, shared = cluster
+    storage = shared / "tune"
+    spec = {"name": "nodeloss", **SWEEP, "storage": str(storage), "max_failures": 3}
+    spec["train"], spec["mi"] = {"epochs": 60}, {"every": 2}
+    path = write_sweep(tmp_path, spec)
+    holds = Holds(tmp_path / "holds")
+    args = ["run", str(path), "--address", ray.address, "--tracking-uri", uri, "--no-analyze"]
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "ibsweep.sweep.cli", *args], cwd=tmp_path,
+            env={**_driver_env(ray), **holds.env(epochs=[20])},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # both trials checkpointed at epoch 20 and waiting, one on each node
+        assert holds.wait(2, 20, 600, driver), log.read_text()[-3000:]
+        ray.kill_node(ray.nodes[1])  # the worker node: its raylet and its trial, at once
+        holds.release(20)
+        driver.wait(900)
+    finally:
+        if driver.poll() is None:
+            kill_tree(driver)
+    assert driver.returncode == 0, log.read_text()[-3000:]
+    client, parents, children = sweep_runs(uri, "nodeloss")
+    assert parents[0].info.status == "FINISHED" and len(children) == 2
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert_histories_exact(client, run, list(range(0, 61, 2)), 6)
+    # The lost trial started again from its checkpoint: after a restore its first report is at
+    # the checkpoint's epoch (20), not at epoch 0.
+    restored = [
+        r
+        for d in storage.glob("nodeloss-*/*")
+        if d.is_dir()
+        for r in _results(d)
+        if r.get("iterations_since_restore") == 1 and r.get("epoch", 0) > 0
+    ]
+    assert restored and {r["epoch"] for r in restored} == {20}, "no trial resumed from epoch 20"
 
 
 def test_environ_defaults_keep_the_users_values_and_remove_only_what_they_added(monkeypatch):
