@@ -10,6 +10,7 @@ import pytest
 
 from ibsweep.analysis.verdicts import UNDERTRAINED, VERDICTS
 from ibsweep.sweep.cli.analyze_command import VERDICT_HEADER
+from ibsweep.sweep.cli.main import main
 from tests.services import ibsweep, sweep_runs, write_sweep
 
 pytestmark = pytest.mark.slow
@@ -104,18 +105,26 @@ def test_run_analyzes_into_every_table_and_logs_into_its_store(swept):
         parent.info.run_id, "analysis/figures"))  # fmt: skip
 
 
-def test_analyze_is_read_only_unless_asked_and_takes_settings(swept):
-    tmp_path, first = swept
-    before = _store_state(tmp_path)
-    again = ibsweep("analyze", "phases", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "up to date, nothing changed" in again.stdout
-    assert _table(again.stdout) == _table(first.stdout)
+def _analyze(capsys, *args: str) -> tuple[int, str, str]:
+    """``ibsweep analyze ARGS`` in this process (the command line's own ``main``): its exit
+    code, stdout and stderr."""
+    code = main(["analyze", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
-    tuned = ibsweep("analyze", "phases", "--set", "min_compression_bits=5", "--out", "tuned",
-                    cwd=tmp_path)  # fmt: skip
-    assert tuned.returncode == 0, tuned.stderr[-3000:]
-    assert "MLflow store not written" in tuned.stdout
+
+def test_analyze_is_read_only_unless_asked_and_takes_settings(swept, capsys, monkeypatch):
+    tmp_path, first = swept
+    monkeypatch.chdir(tmp_path)
+    before = _store_state(tmp_path)
+    code, out, err = _analyze(capsys, "phases")
+    assert code == 0, err[-3000:]
+    assert "up to date, nothing changed" in out
+    assert _table(out) == _table(first.stdout)
+
+    code, out, err = _analyze(capsys, "phases", "--set", "min_compression_bits=5", "--out", "tuned")
+    assert code == 0, err[-3000:]
+    assert "MLflow store not written" in out
     assert _store_state(tmp_path) == before  # nothing in the store changed
     settings = json.loads((tmp_path / "tuned" / "settings.json").read_text())
     assert settings["min_compression_bits"] == "5.0"  # --set over the sweep file's block
@@ -124,12 +133,12 @@ def test_analyze_is_read_only_unless_asked_and_takes_settings(swept):
     assert not verdicts["phase_verdict"].isin(["separate", "simultaneous"]).any()  # 5 bits: none
     assert "| min_compression_bits | 5.0 |" in (tmp_path / "tuned" / "report.md").read_text()
 
-    logged = ibsweep("analyze", "phases", "--set", "min_compression_bits=5", "--out", "tuned",
-                     "--log-to-mlflow", cwd=tmp_path)  # fmt: skip
-    assert logged.returncode == 0, logged.stderr[-3000:]
-    assert "logged to MLflow" in logged.stdout
+    args = ("phases", "--set", "min_compression_bits=5", "--out", "tuned", "--log-to-mlflow")
+    code, out, err = _analyze(capsys, *args)
+    assert code == 0, err[-3000:]
+    assert "logged to MLflow" in out
     assert "note: the parent run keeps the analysis params of an earlier analysis for " \
-           "analysis.min_compression_bits" in logged.stderr  # fmt: skip
+           "analysis.min_compression_bits" in err  # fmt: skip
     assert _store_state(tmp_path) != before
     # the read-only analysis before it logged nothing: every run gets this one's statistics
     _, _, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "phases")
@@ -144,14 +153,15 @@ def _table(stdout: str) -> list[str]:
     return lines[start:end]
 
 
-def test_analyze_unknown_sweep_or_store_is_a_clear_error(tmp_path):
-    proc = ibsweep("analyze", "nothing-here", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "no MLflow store at" in proc.stderr.strip().splitlines()[-1]
+def test_analyze_unknown_sweep_or_store_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _analyze(capsys, "nothing-here")
+    assert code == 2
+    assert err.count("\n") == 1 and "no MLflow store at" in err
     assert not (tmp_path / "mlflow.db").exists()
     from mlflow.tracking import MlflowClient
 
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("other")
-    proc = ibsweep("analyze", "nothing-here", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "no sweep named 'nothing-here'" in proc.stderr.strip().splitlines()[-1]
+    code, _, err = _analyze(capsys, "nothing-here")
+    assert code == 2
+    assert "no sweep named 'nothing-here'" in err.strip().splitlines()[-1]
