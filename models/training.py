@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import torch
 
 from ibsweep.models.config import ModelConfig, TrainConfig
 from ibsweep.models.datasets import Dataset, measure_indices, split_indices
+from ibsweep.models.flat_optimizer import FlatAdam, FlatSGD
 from ibsweep.models.network import StackedMLP, UnitsPass
 from ibsweep.models.shuffle import epoch_orders
 
@@ -116,7 +116,6 @@ class Trainer:
         self.grad_views = self.net.views_of(self.grad)
         self.net.flat.grad = self.grad
         self.optimizer = _optimizer(train, self.net.flat)
-        self._fused_adam = _is_plain_fused_adam(self.optimizer)
         self.epoch = 0
         self.active = np.ones(len(self.seeds), dtype=bool)
         self.failure: list[str | None] = [None] * len(self.seeds)
@@ -167,8 +166,7 @@ class Trainer:
     def _train_epoch(self) -> np.ndarray:
         """One pass over each seed's training set; returns gradient SNR per seed and layer."""
         net, bs = self.net, self.train_config.batch_size
-        # the fused step and optimizer.step() both read the lr from the param group
-        self.optimizer.param_groups[0]["lr"] = self.train_config.lr_at(self.epoch)
+        self.optimizer.lr = self.train_config.lr_at(self.epoch)
         net.train()
         order = self._epoch_order()
         n_seeds, n_train = order.shape
@@ -191,8 +189,7 @@ class Trainer:
             g = grad_w.double()
             g_sum += g
             g_sq.addcmul_(g, g)
-            if not self._fused_adam or not _fused_adam_step(self.optimizer):
-                self.optimizer.step()
+            self.optimizer.step()
             net.clip_latent_()
             n_batches += 1
         mean = g_sum / n_batches
@@ -264,53 +261,11 @@ class Trainer:
         self.failure = list(state["failure"])
 
 
-def _optimizer(train: TrainConfig, flat: torch.Tensor) -> torch.optim.Optimizer:
-    """Adam or SGD over the one flat parameter tensor, fused where this torch has it on CPU."""
+def _optimizer(train: TrainConfig, flat: torch.Tensor) -> FlatAdam | FlatSGD:
+    """Adam or SGD over the one flat parameter tensor (torch's fused CPU kernels)."""
     if train.optimizer == "adam":
-        make = functools.partial(torch.optim.Adam, [flat], lr=train.lr)
-    else:
-        make = functools.partial(torch.optim.SGD, [flat], lr=train.lr, momentum=train.momentum)
-    try:
-        return make(fused=True)
-    except RuntimeError:  # torch < 2.4 has no fused CPU optimisers
-        return make(foreach=True)
-
-
-def _is_plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
-    """Whether ``opt`` is a fused Adam whose step is one ``torch._fused_adam_`` call."""
-    if type(opt) is not torch.optim.Adam or not hasattr(torch, "_fused_adam_"):
-        return False
-    if len(opt.param_groups) != 1 or len(opt.param_groups[0]["params"]) != 1:
-        return False
-    group = opt.param_groups[0]
-    special = ("amsgrad", "maximize", "decoupled_weight_decay", "capturable", "differentiable")
-    plain = not any(group.get(k) for k in special)
-    return bool(group.get("fused")) and plain and not isinstance(group["lr"], torch.Tensor)
-
-
-def _fused_adam_step(opt: torch.optim.Optimizer) -> bool:
-    """What ``opt.step()`` computes for a plain fused Adam: the step count, then the fused
-    update of the parameter and both moments, in place (the same call, the same numbers).
-
-    Without the optimiser's Python bookkeeping, which costs several times the update itself
-    for this one small flat parameter. Returns False, doing nothing, before the first step
-    (``opt.step()`` creates the state).
-    """
-    group = opt.param_groups[0]
-    (param,) = group["params"]
-    state = opt.state.get(param)
-    if not state:
-        return False
-    step = state["step"]
-    torch._foreach_add_([step], 1)
-    beta1, beta2 = group["betas"]
-    torch._fused_adam_(
-        [param], [param.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [step],
-        amsgrad=False, lr=group["lr"], beta1=float(beta1), beta2=float(beta2),
-        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-        grad_scale=None, found_inf=None,
-    )  # fmt: skip
-    return True
+        return FlatAdam(flat, lr=train.lr)
+    return FlatSGD(flat, lr=train.lr, momentum=train.momentum)
 
 
 _SMALL_TABLE_BYTES = 1 << 20

@@ -147,19 +147,46 @@ def test_epoch_orders_fall_back_to_numpy_when_words_run_out(monkeypatch):
     np.testing.assert_array_equal(epoch_orders(rows, [3, 4, 5], 7), expected)
 
 
+class _TorchOptimiser:
+    """A ``torch.optim`` optimiser behind the trainer's optimiser interface (``lr``, ``step``)."""
+
+    def __init__(self, optimiser: torch.optim.Optimizer) -> None:
+        self.optimiser = optimiser
+
+    @property
+    def lr(self) -> float:
+        return self.optimiser.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.optimiser.param_groups[0]["lr"] = value
+
+    def step(self) -> None:
+        self.optimiser.step()
+
+
 @pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(kind="bnn", activation="ste")])
-def test_fused_adam_step_equals_the_optimizers_step(tishby, model, monkeypatch):
-    """The direct fused update gives the optimiser's parameters and state bit for bit."""
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_training_equals_training_with_torch_optims_fused_optimiser(tishby, model, optimizer):
+    """The trainer's own optimiser (``models.flat_optimizer``) trains bit for bit as
+    ``torch.optim``'s fused Adam or SGD would, over a decaying learning rate."""
+    train = TrainConfig(epochs=3, optimizer=optimizer, lr=1e-2, schedule="cosine",
+                        momentum=0.9 if optimizer == "sgd" else 0.0)  # fmt: skip
     results = []
-    for direct in (True, False):
-        trainer = Trainer(model, TrainConfig(epochs=3), tishby, [0, 4])
-        assert trainer._fused_adam
-        trainer._fused_adam = direct
-        _records(trainer)
-        state = trainer.optimizer.state[trainer.net.flat]
-        results.append([trainer.net.flat.clone(), *(state[k].clone() for k in sorted(state))])
-    for a, b in zip(*results, strict=True):
-        assert torch.equal(a, b)
+    for reference in (False, True):
+        trainer = Trainer(model, train, tishby, [0, 4])
+        if reference:
+            flat, lr = trainer.net.flat, train.lr
+            trainer.optimizer = _TorchOptimiser(
+                torch.optim.Adam([flat], lr, fused=True)
+                if optimizer == "adam"
+                else torch.optim.SGD([flat], lr, momentum=0.9, fused=True)
+            )
+        losses = [r.loss for r in _records(trainer)]
+        results.append((trainer.net.flat.detach().clone(), losses))
+    (ours, our_losses), (theirs, their_losses) = results
+    assert torch.equal(ours, theirs)
+    assert all(np.array_equal(a, b) for a, b in zip(our_losses, their_losses, strict=True))
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 3, 10])
@@ -180,7 +207,7 @@ def test_checkpoint_continues_exactly(tishby, schedule):
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(train.lr_at(3))
     second = Trainer(model, train, tishby, [1])
     second.load_state_dict(state)
-    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(train.lr_at(3))
+    assert second.optimizer.lr == pytest.approx(train.lr_at(3))
     rest = _records(second)
     assert [r.epoch for r in rest] == [4, 5, 6]
     for r, f in zip(rest, full[4:], strict=True):
@@ -212,7 +239,7 @@ def test_trainer_trains_each_epoch_at_its_scheduled_rate(tishby, optimizer):
     seen = []
     for rec in trainer.run(measure=lambda _e: False):
         if rec.epoch:
-            seen.append(trainer.optimizer.param_groups[0]["lr"])
+            seen.append(trainer.optimizer.lr)
     np.testing.assert_allclose(seen, [train.lr_at(e) for e in range(1, 6)])
     constant = Trainer(ModelConfig(), train.model_copy(update={"schedule": "constant"}),
                        tishby, [0])  # fmt: skip
