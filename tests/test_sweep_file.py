@@ -60,6 +60,13 @@ FAULTS = [
     (_with("mi.every", 0), "mi.every: Input should be greater than 0"),
     (_with("mi.log_points", 20), "mi: give either every or log_points"),
     (_with("resources.cpu", 0), "resources: cpu must be > 0"),
+    (_with("max_concurrent_trials", 0), "max_concurrent_trials: Input should be greater than 0"),
+    (
+        yaml.safe_dump(
+            {**GOOD, "max_concurrent_trials": 2, "search": {"space": {"train.lr": {"choice": [1]}}}}
+        ),
+        "max_concurrent_trials is for a grid; a search takes search.max_concurrent",
+    ),
     (_with("resources.gpu", 1), "resources: gpu: 1 asked, but training runs on the CPU only"),
     (_with("grid.kinds", ["dnn"]), "grid.kinds: unknown field; allowed: kind, activation"),
     (_with("epochs", 5), "epochs: unknown field; allowed: name, grid, train"),

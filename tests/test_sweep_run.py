@@ -1,5 +1,6 @@
 """Sweeps end to end on a real local Ray and real MLflow stores (SQLite and a server)."""
 
+import json
 import shutil
 import signal
 import subprocess
@@ -191,10 +192,12 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
         "train": {"lr": [1.0e-3, 3.0e-3], "epochs": [4, 6], "schedule": "exponential"},
         "mi": {"every": 2},
         "seeds_per_trial": 1,
+        "max_concurrent_trials": 2,
     }
     path = write_sweep(tmp_path, spec)
     plan = ibsweep("plan", str(path), cwd=tmp_path)
     assert "training axes: lr = 0.001, 0.003; epochs = 4, 6" in plan.stdout
+    assert "at most 2 trials at once (max_concurrent_trials)" in plan.stdout
     proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "axes")
@@ -211,6 +214,13 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
         assert_histories_exact(client, run, list(range(0, int(epochs) + 1, 2)), 6)
     losses = {n: r.data.metrics["loss"] for n, r in by_name.items()}
     assert len(set(losses.values())) == 4  # four different trainings of the same seed
+    # four trials, two at a time, in two worker processes: each trained a second trial
+    reports = [
+        json.loads(line)
+        for f in (tmp_path / ".ibsweep" / "tune").rglob("result.json")
+        for line in f.read_text().splitlines()
+    ]
+    assert len({r["trial_id"] for r in reports}) == 4 and len({r["pid"] for r in reports}) == 2
     monkeypatch.chdir(tmp_path)
     code, _, err = _main(capsys, "run", str(path), "--no-analyze")
     assert code == 0 and "already complete" in err

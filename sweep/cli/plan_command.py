@@ -18,6 +18,8 @@ def print_plan(spec_path: str) -> int:
         f"{len(plan.configurations)} configurations x {len(seeds)} seeds = {plan.n_runs} runs, "
         f"in {len(plan.trials)} trials ({k} seed{'s' * (k > 1)} packed per trial)"
     )
+    if spec.max_concurrent_trials is not None:
+        print(f"at most {spec.max_concurrent_trials} trials at once (max_concurrent_trials)")
     header = f"{'#':>3}  {'configuration':<40} {'seeds':<16} trials"
     print(header)
     print("-" * len(header))

@@ -322,6 +322,9 @@ class SweepSpec(_Strict):
     storage: str | None = None
     max_failures: int = Field(2, ge=0)
     seeds_per_trial: int = Field(1, gt=0)
+    # at most this many trials at once (default: as many as free CPUs allow); a trial's worker
+    # then trains the next trial, so a smaller number also starts fewer worker processes
+    max_concurrent_trials: int | None = Field(None, gt=0)
     search: SearchSpec | None = None
     # every setting of the analysis (analysis.settings); `ibsweep analyze --set` overrides
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
@@ -352,6 +355,14 @@ class SweepSpec(_Strict):
                     raise ValueError(str(err)) from None
         return self
 
+    @model_validator(mode="after")
+    def _one_concurrency_limit(self) -> SweepSpec:
+        if self.search is not None and self.max_concurrent_trials is not None:
+            raise ValueError(
+                "max_concurrent_trials is for a grid; a search takes search.max_concurrent"
+            )
+        return self
+
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: dict[str, float]) -> dict[str, float]:
@@ -371,6 +382,7 @@ class SweepSpec(_Strict):
         data = self.model_dump(mode="json", exclude={"analysis"})
         # retry_s is how a run copes with outages, not what it computes
         data["tracking"] = self.tracking.model_dump(exclude_none=True, exclude={"retry_s"})
+        del data["max_concurrent_trials"]  # how many train at once, not what they compute
         if self.mi.estimators is None:  # a file without a panel keeps the digest it had
             del data["mi"]["estimators"]
         text = json.dumps(data, sort_keys=True)

@@ -86,7 +86,11 @@ def run_tuner(
                 tuner = tune.Tuner(
                     trainable,
                     param_space={**common, "trial": tune.grid_search(per_trial)},
-                    tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_dirname),
+                    tune_config=tune.TuneConfig(
+                        reuse_actors=True,
+                        trial_dirname_creator=_dirname,
+                        max_concurrent_trials=spec.max_concurrent_trials,
+                    ),
                     run_config=run_config,
                 )
             outcome = TuneOutcome()
