@@ -108,13 +108,14 @@ def shared_ray(pytestconfig: pytest.Config) -> RayCluster:
 
 @pytest.fixture(scope="session")
 def shared_mlflow(pytestconfig: pytest.Config) -> MlflowServer:
-    """One ``mlflow server`` (4 worker processes, as MLflow's default, on one SQLite store) for
-    every test that logs to a server but never stops it; started and ended like
-    ``shared_ray``. Each test's sweep has a name of its own, so its experiment is its own."""
+    """One ``mlflow server`` for every test that logs to a server but never stops it, started
+    and ended like ``shared_ray``. It has two worker processes: more than one, so that their
+    writes to its one SQLite store contend as those of MLflow's default four do. Each test's
+    sweep has a name of its own, so its experiment is its own."""
     with _first_to_ask(pytestconfig) as folder:
         if (folder / _SHARED_MLFLOW).exists():
             return MlflowServer.load(folder / _SHARED_MLFLOW)
-        server = MlflowServer(folder / "mlflow", workers=4)
+        server = MlflowServer(folder / "mlflow", workers=2)
         server.folder.mkdir()
         server.start()
         server.save(folder / _SHARED_MLFLOW)

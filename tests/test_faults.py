@@ -153,7 +153,7 @@ def test_eight_concurrent_trials_log_every_epoch_to_one_server(tmp_path, shared_
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")
     env = {**shared_ray.driver_env, **holds.env(reached=[15])}
-    uri = shared_mlflow.uri  # 4 server processes on one SQLite store
+    uri = shared_mlflow.uri  # two server processes on one SQLite store
     driver = _driver(["run", str(path), "--tracking-uri", uri, "--no-analyze"], tmp_path, env)
     try:
         # all 8 trials mid-way at once: they log to the server concurrently
