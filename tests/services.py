@@ -117,7 +117,8 @@ class MlflowServer:
         """The running server another test process started and saved to ``path``."""
         spec = json.loads(path.read_text())
         server = cls(Path(spec["folder"]), spec["workers"], spec["port"])
-        server.proc = psutil.Process(spec["pid"])
+        with suppress(psutil.NoSuchProcess):  # (None if it has ended: nothing to stop)
+            server.proc = psutil.Process(spec["pid"])
         return server
 
     def start(self, timeout: float = 120) -> str:
