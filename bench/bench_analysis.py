@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from mlflow_server import start_server, stop_server
 
 from ibsweep.analysis.series_artifact import store_series_table
 from ibsweep.analysis.sweep_analysis import analyze_sweep
@@ -96,31 +92,6 @@ def write_sweep(uri: str, runs: int, epochs: int, seed: int = 0) -> dict[str, pd
     return tables
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server(folder: Path, db: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-        "--artifacts-destination", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("mlflow server did not start")
-
-
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -144,7 +115,7 @@ def main() -> None:
         tables = write_sweep(f"sqlite:///{db}", runs, epochs)
         print(f"wrote {runs} runs x {epochs + 1} epochs x {3 + 3 * LAYERS} series = "
               f"{points / 1e6:.2f} M points in {time.perf_counter() - start:.0f} s")  # fmt: skip
-        proc, uri = _server(folder, db)
+        proc, uri = start_server(db, folder / "artifacts", workers=2)
         try:
             bulk = _timed(
                 lambda: analyze_sweep(uri, "bench", folder / "out-bulk", log_to_mlflow=True)
@@ -165,8 +136,7 @@ def main() -> None:
                 )
             )
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            stop_server(proc)
         print("| analysis | seconds |")
         print("| --- | --- |")
         print(f"| cold, tracking server, bulk-history endpoint only | {bulk:.1f} |")

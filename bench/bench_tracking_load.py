@@ -2,7 +2,7 @@
 
 A real ``mlflow server`` on 127.0.0.1 (its own SQLite store, ``--workers W``) and a sweep of T
 trials on local Ray (``resources: {cpu: CPUS / T}``, so all train at once), each one seed of
-the classic network on ``tishby`` for E epochs with every metric at every epoch. Prints the
+the classic tanh network on ``tishby`` for E epochs with every metric at every epoch. Prints the
 sweep's wall time, the points the store holds against the points the trials wrote (none may be
 lost), the points per second over the sweep, and whether the server logged a lock or an error.
 The test suite checks the same with four trials (tests/test_faults.py); this is the load.
@@ -15,55 +15,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+from mlflow_server import start_server, stop_server
 
 from ibsweep.analysis.run_schema import run_metric_keys
 
 N_LAYERS = 6  # widths 10,7,5,4,3 and the output layer; grad_snr from epoch 1
-ACTIVATIONS = ["tanh", "relu", "sigmoid", "hardtanh"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(folder: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-        "--artifacts-destination", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - the server holds it
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError(
-        f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}"
-    )
 
 
 def main() -> None:
@@ -76,12 +40,15 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="ibs-load-", dir="/tmp") as tmp:
         folder = Path(tmp)
-        server, uri = _start_server(folder, args.workers)
+        server, uri = start_server(
+            folder / "server.db", folder / "artifacts", args.workers, folder / "server.log",
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )  # fmt: skip
         try:
             spec = {
                 "name": "load",
-                "grid": {"kind": ["dnn"], "activation": {"dnn": ACTIVATIONS},
-                         "seeds": -(-args.trials // len(ACTIVATIONS))},
+                # one trial per seed
+                "grid": {"kind": ["dnn"], "activation": {"dnn": ["tanh"]}, "seeds": args.trials},
                 "train": {"epochs": args.epochs},
                 "mi": {"every": 1},
                 "resources": {"cpu": cpus / args.trials},
@@ -95,11 +62,10 @@ def main() -> None:
             )  # fmt: skip
             wall = time.monotonic() - start
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(60)
+            stop_server(server)
         if done.returncode != 0:
             raise SystemExit(f"the sweep failed: {done.stderr[-3000:]}")
-        runs = spec["grid"]["seeds"] * len(ACTIVATIONS)
+        runs = args.trials
         keys = run_metric_keys(N_LAYERS)
         per_run = (args.epochs + 1) * (len(keys) - N_LAYERS) + args.epochs * N_LAYERS
         with sqlite3.connect(folder / "server.db") as db:
