@@ -42,6 +42,16 @@ def ibsweep(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
     )
 
 
+def ibsweep_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """The ibsweep command line in this process (its own ``main``): exit code, stdout and
+    stderr. For commands that start no Ray (an analysis, a complete sweep run again)."""
+    from ibsweep.sweep.cli.main import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @dataclass
 class Holds:
     """The trials' test hook (``IBSWEEP_TEST_HOLD``): trials wait at chosen epochs in ``folder``."""

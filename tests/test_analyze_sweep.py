@@ -10,8 +10,7 @@ import pytest
 
 from ibsweep.analysis.verdicts import UNDERTRAINED, VERDICTS
 from ibsweep.sweep.cli.analyze_command import VERDICT_HEADER
-from ibsweep.sweep.cli.main import main
-from tests.services import ibsweep, sweep_runs, write_sweep
+from tests.services import ibsweep, ibsweep_in_process, sweep_runs, write_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -105,24 +104,18 @@ def test_run_analyzes_into_every_table_and_logs_into_its_store(swept):
         parent.info.run_id, "analysis/figures"))  # fmt: skip
 
 
-def _analyze(capsys, *args: str) -> tuple[int, str, str]:
-    """``ibsweep analyze ARGS`` in this process (the command line's own ``main``): its exit
-    code, stdout and stderr."""
-    code = main(["analyze", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_analyze_is_read_only_unless_asked_and_takes_settings(swept, capsys, monkeypatch):
     tmp_path, first = swept
     monkeypatch.chdir(tmp_path)
     before = _store_state(tmp_path)
-    code, out, err = _analyze(capsys, "phases")
+    code, out, err = ibsweep_in_process(capsys, "analyze", "phases")
     assert code == 0, err[-3000:]
     assert "up to date, nothing changed" in out
     assert _table(out) == _table(first.stdout)
 
-    code, out, err = _analyze(capsys, "phases", "--set", "min_compression_bits=5", "--out", "tuned")
+    code, out, err = ibsweep_in_process(
+        capsys, "analyze", "phases", "--set", "min_compression_bits=5", "--out", "tuned"
+    )
     assert code == 0, err[-3000:]
     assert "MLflow store not written" in out
     assert _store_state(tmp_path) == before  # nothing in the store changed
@@ -134,7 +127,7 @@ def test_analyze_is_read_only_unless_asked_and_takes_settings(swept, capsys, mon
     assert "| min_compression_bits | 5.0 |" in (tmp_path / "tuned" / "report.md").read_text()
 
     args = ("phases", "--set", "min_compression_bits=5", "--out", "tuned", "--log-to-mlflow")
-    code, out, err = _analyze(capsys, *args)
+    code, out, err = ibsweep_in_process(capsys, "analyze", *args)
     assert code == 0, err[-3000:]
     assert "logged to MLflow" in out
     assert "note: the parent run keeps the analysis params of an earlier analysis for " \
@@ -155,13 +148,13 @@ def _table(stdout: str) -> list[str]:
 
 def test_analyze_unknown_sweep_or_store_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, _, err = _analyze(capsys, "nothing-here")
+    code, _, err = ibsweep_in_process(capsys, "analyze", "nothing-here")
     assert code == 2
     assert err.count("\n") == 1 and "no MLflow store at" in err
     assert not (tmp_path / "mlflow.db").exists()
     from mlflow.tracking import MlflowClient
 
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("other")
-    code, _, err = _analyze(capsys, "nothing-here")
+    code, _, err = ibsweep_in_process(capsys, "analyze", "nothing-here")
     assert code == 2
     assert "no sweep named 'nothing-here'" in err.strip().splitlines()[-1]

@@ -15,12 +15,12 @@ import psutil
 import pytest
 
 from ibsweep.analysis.fetch import fetch_series
-from ibsweep.sweep.cli.main import main
 from ibsweep.sweep.tuning.trainable import CHECKPOINT_PREFIX
 from tests.services import (
     Holds,
     assert_histories_exact,
     ibsweep,
+    ibsweep_in_process,
     kill_tree,
     sweep_runs,
     write_sweep,
@@ -41,14 +41,6 @@ SMALL = {
     "mi": {"every": 3},
     "resources": {"cpu": 1},
 }
-
-
-def _main(capsys, *args: str) -> tuple[int, str, str]:
-    """The ``ibsweep`` command line in this process (its own ``main``): exit code, stdout and
-    stderr. For commands that start no Ray (a complete sweep run again, an analysis)."""
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_small_grid_into_sqlite(tmp_path, capsys, monkeypatch):
@@ -101,7 +93,7 @@ def test_small_grid_into_sqlite(tmp_path, capsys, monkeypatch):
     filtered = client.search_runs([parent.info.experiment_id], "params.`model.activation` = 'ste'")
     assert len(filtered) == 2
     monkeypatch.chdir(tmp_path)
-    code, _, err = _main(capsys, "run", str(path), "--no-analyze")
+    code, _, err = ibsweep_in_process(capsys, "run", str(path), "--no-analyze")
     assert code == 0 and "already complete" in err
 
 
@@ -222,7 +214,7 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
     ]
     assert len({r["trial_id"] for r in reports}) == 4 and len({r["pid"] for r in reports}) == 2
     monkeypatch.chdir(tmp_path)
-    code, _, err = _main(capsys, "run", str(path), "--no-analyze")
+    code, _, err = ibsweep_in_process(capsys, "run", str(path), "--no-analyze")
     assert code == 0 and "already complete" in err
 
 
@@ -322,7 +314,7 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(
     assert fine.data.tags["ibsweep.series"] == str(3 * 4 + 4 * 4 * 4 + 4 * 3)
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match=f"run {diverged.info.run_id} .* needs at least 3 epochs"):
-        code, _, err = _main(capsys, "analyze", "served", "--tracking-uri", uri)
+        code, _, err = ibsweep_in_process(capsys, "analyze", "served", "--tracking-uri", uri)
     assert code == 0, err[-3000:]
     series = pd.read_parquet(tmp_path / "ibsweep-results" / "served" / "series.parquet")
     rows = series[series["run_id"] == fine.info.run_id]
