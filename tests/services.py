@@ -52,6 +52,16 @@ def ibsweep_in_process(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def tune_reports(folder: Path) -> list[dict]:
+    """Every report to Tune of every trial under ``folder`` (their result.json files)."""
+    return [
+        json.loads(line)
+        for path in folder.rglob("result.json")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+
+
 @dataclass
 class Holds:
     """The trials' test hook (``IBSWEEP_TEST_HOLD``): trials wait at chosen epochs in ``folder``."""

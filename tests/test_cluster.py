@@ -3,7 +3,6 @@ and sweeps on a real two-node Ray cluster on this machine (refusals, job API, dr
 a node lost)."""
 
 import copy
-import json
 import os
 import re
 import signal
@@ -31,6 +30,7 @@ from tests.services import (
     kill_tree,
     ray_cluster,
     sweep_runs,
+    tune_reports,
     wait_for,
     write_sweep,
 )
@@ -285,14 +285,6 @@ def test_driver_killed_on_the_cluster_then_run_again_resumes(cluster, tmp_path):
             assert run.info.end_time == finished_before[run.info.run_id]
 
 
-def _results(trial_dir: Path) -> list[dict]:
-    """A trial's reports to Tune, in order (its result.json)."""
-    path = trial_dir / "result.json"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @pytest.mark.slow
 def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(cluster, tmp_path):
     """Last of the module's cluster tests: it ends the module's worker node."""
@@ -329,9 +321,8 @@ def test_worker_node_killed_mid_sweep_its_trial_resumes_on_the_other_node(cluste
     # the checkpoint's epoch (20), not at epoch 0.
     restored = [
         r
-        for d in storage.glob("nodeloss-*/*")
-        if d.is_dir()
-        for r in _results(d)
+        for experiment in storage.glob("nodeloss-*")
+        for r in tune_reports(experiment)
         if r.get("iterations_since_restore") == 1 and r.get("epoch", 0) > 0
     ]
     assert restored and {r["epoch"] for r in restored} == {20}, "no trial resumed from epoch 20"

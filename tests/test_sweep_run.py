@@ -1,6 +1,5 @@
 """Sweeps end to end on a real local Ray and real MLflow stores (SQLite and a server)."""
 
-import json
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from tests.services import (
     ibsweep_in_process,
     kill_tree,
     sweep_runs,
+    tune_reports,
     write_sweep,
 )
 
@@ -207,11 +207,7 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
     losses = {n: r.data.metrics["loss"] for n, r in by_name.items()}
     assert len(set(losses.values())) == 4  # four different trainings of the same seed
     # four trials, two at a time, in two worker processes: each trained a second trial
-    reports = [
-        json.loads(line)
-        for f in (tmp_path / ".ibsweep" / "tune").rglob("result.json")
-        for line in f.read_text().splitlines()
-    ]
+    reports = tune_reports(tmp_path / ".ibsweep" / "tune")
     assert len({r["trial_id"] for r in reports}) == 4 and len({r["pid"] for r in reports}) == 2
     monkeypatch.chdir(tmp_path)
     code, _, err = ibsweep_in_process(capsys, "run", str(path), "--no-analyze")
