@@ -116,6 +116,7 @@ def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path, shared
         "seeds_per_trial": 2,
         "train": {**SMALL["train"], "epochs": 6},
         "mi": {"every": 2, "estimators": PANEL},
+        "max_concurrent_trials": 1,  # both trials in one worker process
     }
     path = write_sweep(tmp_path, spec)
     proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
@@ -184,12 +185,12 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
         "train": {"lr": [1.0e-3, 3.0e-3], "epochs": [4, 6], "schedule": "exponential"},
         "mi": {"every": 2},
         "seeds_per_trial": 1,
-        "max_concurrent_trials": 2,
+        "max_concurrent_trials": 1,
     }
     path = write_sweep(tmp_path, spec)
     plan = ibsweep("plan", str(path), cwd=tmp_path)
     assert "training axes: lr = 0.001, 0.003; epochs = 4, 6" in plan.stdout
-    assert "at most 2 trials at once (max_concurrent_trials)" in plan.stdout
+    assert "at most 1 trial at once (max_concurrent_trials)" in plan.stdout
     proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "axes")
@@ -206,9 +207,9 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
         assert_histories_exact(client, run, list(range(0, int(epochs) + 1, 2)), 6)
     losses = {n: r.data.metrics["loss"] for n, r in by_name.items()}
     assert len(set(losses.values())) == 4  # four different trainings of the same seed
-    # four trials, two at a time, in two worker processes: each trained a second trial
+    # four trials, one at a time, in one worker process: it trained each trial in turn
     reports = tune_reports(tmp_path / ".ibsweep" / "tune")
-    assert len({r["trial_id"] for r in reports}) == 4 and len({r["pid"] for r in reports}) == 2
+    assert len({r["trial_id"] for r in reports}) == 4 and len({r["pid"] for r in reports}) == 1
     monkeypatch.chdir(tmp_path)
     code, _, err = ibsweep_in_process(capsys, "run", str(path), "--no-analyze")
     assert code == 0 and "already complete" in err
@@ -231,7 +232,8 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
         "grid": {**SMALL["grid"], "kind": ["dnn"], "activation": {"dnn": ["tanh", "relu"]}},
         "train": {**SMALL["train"], "epochs": 60},
         "mi": {"every": 1},
-        "seeds_per_trial": 2,  # two trials, one per core: tanh runs to the end, relu holds
+        "seeds_per_trial": 2,  # two trials in turn: tanh runs to the end, then relu holds
+        "max_concurrent_trials": 1,
     }
     path = write_sweep(tmp_path, spec)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -284,6 +286,7 @@ def test_sweep_against_a_real_tracking_server_with_a_diverging_trial(
                  "widths": [[50, 50, 50]]},
         "train": {"epochs": 15, "optimizer": "sgd", "lr": 1.0e6, "batch_size": 256},
         "mi": {"every": 5},
+        "max_concurrent_trials": 1,
     }  # fmt: skip
     path = write_sweep(tmp_path, spec)
     uri = shared_mlflow.uri
@@ -328,7 +331,7 @@ def test_optuna_search_of_a_few_samples(tmp_path, shared_ray):
             "metric": "test_acc",
             "mode": "max",
             "num_samples": 3,
-            "max_concurrent": 2,
+            "max_concurrent": 1,
             "space": {
                 "train.lr": {"loguniform": [1.0e-4, 1.0e-2]},
                 "train.batch_size": {"choice": [64, 256]},

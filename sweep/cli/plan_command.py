@@ -19,7 +19,8 @@ def print_plan(spec_path: str) -> int:
         f"in {len(plan.trials)} trials ({k} seed{'s' * (k > 1)} packed per trial)"
     )
     if spec.max_concurrent_trials is not None:
-        print(f"at most {spec.max_concurrent_trials} trials at once (max_concurrent_trials)")
+        n = spec.max_concurrent_trials
+        print(f"at most {n} trial{'s' * (n > 1)} at once (max_concurrent_trials)")
     header = f"{'#':>3}  {'configuration':<40} {'seeds':<16} trials"
     print(header)
     print("-" * len(header))
