@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -174,6 +176,77 @@ class MlflowServer:
         if self.proc is not None:
             kill_tree(self.proc, signal.SIGTERM)
             self.proc = None
+
+
+class Link:
+    """A TCP link from a loopback port of its own to a server, which a test cuts and restores.
+
+    While it is cut, its clients get what a stopped server gives them: their connections are
+    reset and a new one is refused. The server behind it runs on, so a test of an outage does
+    not pay for stopping and starting it.
+    """
+
+    def __init__(self, server_port: int) -> None:
+        self.server = ("127.0.0.1", server_port)
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+
+    def restore(self) -> str:
+        """Accept connections again (on the same port); returns the link's URI."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self.uri
+
+    def cut(self) -> None:
+        """Refuse new connections and reset the open ones."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes its accept()
+            listener.close()
+        with self._lock:
+            for sock in self._open:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # its carrier sees the end and closes it
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(self.server, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            threading.Thread(target=self._carry, args=(client, upstream), daemon=True).start()
+
+    def _carry(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Carry bytes both ways until either side ends (or the link is cut); then close both."""
+        other = {client: upstream, upstream: client}
+        with suppress(OSError):
+            while True:
+                readable, _, _ = select.select(list(other), [], [])
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise OSError("ended")
+                    other[sock].sendall(data)
+        with self._lock:
+            self._open.difference_update(other)
+        for sock in other:
+            sock.close()
 
 
 @dataclass

@@ -35,6 +35,7 @@ def swept(tmp_path_factory, shared_ray):
         "train": {"epochs": 60},
         "mi": {"every": 1},
         "seeds_per_trial": 3,
+        "max_concurrent_trials": 1,  # both trials in one worker process
         # 60 epochs train nothing to 0.8: a floor of 0 lets the claims be tested
         "analysis": {"undertrained_floor": 0.0, "reproducibility_draws": 500},
     }  # fmt: skip

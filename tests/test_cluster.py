@@ -241,6 +241,7 @@ def test_driver_killed_on_the_cluster_then_run_again_resumes(cluster, tmp_path):
         "train": {"epochs": 60},
         "mi": {"every": 2},
         "storage": str(shared / "tune"),
+        "max_concurrent_trials": 1,  # in turn: tanh and relu finish, then sigmoid holds
     }
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")

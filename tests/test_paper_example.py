@@ -19,7 +19,7 @@ def test_shortened_paper_sweep_end_to_end(tmp_path, shared_ray):
     spec["seeds_per_trial"] = 2
     spec["train"]["epochs"] = 60
     spec["mi"] = {"log_points": 30}
-    spec["max_concurrent_trials"] = 2  # 5 trials in 2 worker processes
+    spec["max_concurrent_trials"] = 1  # 5 trials in turn in one worker process
     path = write_sweep(tmp_path, spec, "paper-short.yaml")
     proc = ibsweep("run", str(path), cwd=tmp_path, env=shared_ray.driver_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
