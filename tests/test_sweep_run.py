@@ -40,6 +40,7 @@ SMALL = {
     "train": {"epochs": 12, "optimizer": "adam", "lr": 4.0e-4, "batch_size": 256},
     "mi": {"every": 3},
     "resources": {"cpu": 1},
+    "max_concurrent_trials": 1,  # the two trials in turn, in one worker process
 }
 
 
@@ -116,7 +117,6 @@ def test_a_panel_is_measured_every_scheduled_epoch_exactly_once(tmp_path, shared
         "seeds_per_trial": 2,
         "train": {**SMALL["train"], "epochs": 6},
         "mi": {"every": 2, "estimators": PANEL},
-        "max_concurrent_trials": 1,  # both trials in one worker process
     }
     path = write_sweep(tmp_path, spec)
     proc = ibsweep("run", str(path), "--no-analyze", cwd=tmp_path, env=shared_ray.driver_env)
@@ -233,7 +233,6 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
         "train": {**SMALL["train"], "epochs": 60},
         "mi": {"every": 1},
         "seeds_per_trial": 2,  # two trials in turn: tanh runs to the end, then relu holds
-        "max_concurrent_trials": 1,
     }
     path = write_sweep(tmp_path, spec)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
