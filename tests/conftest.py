@@ -40,10 +40,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first, so that pytest-xdist's workers (a module each, `--dist loadscope`: a
-    module fixture starts once) do not end on one long tail."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """How pytest-xdist's workers share the tests (``--dist loadgroup``): each module's tests
+    run together in one worker (a module fixture starts once), except end-to-end tests that
+    use no module fixture, which are handed out one by one. The end-to-end tests go first
+    (whole modules, then the sweeps, then the rest), so that no worker ends on a long tail."""
+    for item in items:
+        if not (_slow(item) and not _uses_module_fixture(item)):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(
+        key=lambda item: (
+            not _slow(item),
+            not _uses_module_fixture(item),
+            "shared_ray" not in item.fixturenames,
+        )
+    )
+
+
+def _slow(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    return any(
+        d.scope in ("module", "class", "package")
+        for defs in item._fixtureinfo.name2fixturedefs.values()
+        for d in defs
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
