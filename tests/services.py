@@ -286,7 +286,12 @@ class RayCluster:
         ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
                  "--runtime-env-agent-port", "--metrics-export-port"]  # fmt: skip
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args]
-        cmd += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+        # no log monitor: ibsweep's drivers take no worker output (log_to_driver=False)
+        cmd += [
+            "--node-ip-address=127.0.0.1",
+            "--disable-usage-stats",
+            "--include-log-monitor=false",
+        ]
         cmd += [f"{p}={free_port()}" for p in ports]
         cmd += [f"--temp-dir={self.root / name}"]
         log_path = self.root / f"{name}.log"
@@ -383,6 +388,8 @@ def start_ray_cluster(
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # no idle workers prestarted for the first driver (they would idle out the session)
+        "RAY_prestart_worker_first_driver": "0",
         # what ibsweep's trials need (sweep.cluster.ray_cluster.worker_env), set on the nodes
         # themselves: a driver then passes no runtime environment, whose workers start cold
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
