@@ -105,7 +105,7 @@ def test_tracking_server_unreachable_for_a_while_trials_go_on_and_no_point_is_lo
 def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(
     tmp_path, shared_ray, shared_mlflow
 ):
-    spec = _spec("gone", 200, 5, activations=("tanh",), tracking={"retry_s": 5}, max_failures=1)
+    spec = _spec("gone", 200, 5, activations=("tanh",), tracking={"retry_s": 2}, max_failures=1)
     path = write_sweep(tmp_path, spec)
     holds = Holds(tmp_path / "holds")
     link = Link(shared_mlflow.port)
@@ -124,7 +124,7 @@ def test_tracking_server_gone_for_good_points_spooled_then_delivered_by_run(
     errors = [line for line in log.splitlines() if line.startswith("ibsweep: error:")]
     assert len(errors) == 1, log[-3000:]
     assert f"the tracking store {uri} stopped 1 trials" in errors[0]
-    assert re.search(r"tracking store unavailable: .*for 5 s\W+no connection", errors[0])
+    assert re.search(r"tracking store unavailable: .*for 2 s\W+no connection", errors[0])
     assert f"run `ibsweep run {path}` again" in errors[0]
     spool_dirs = list((tmp_path / ".ibsweep" / "tune" / "spool").glob("gone-*"))
     assert len(spool_dirs) == 1 and str(spool_dirs[0]) in errors[0]
