@@ -2,6 +2,7 @@
 
 import fcntl
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,15 +41,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """How pytest-xdist's workers share the tests (``--dist loadgroup``): each module's tests
     run together in one worker (a module fixture starts once), except end-to-end tests that
-    use no module fixture, which are handed out one by one. The end-to-end tests go first
-    (whole modules, then the sweeps, then the rest), so that no worker ends on a long tail."""
-    for item in items:
-        if not (_slow(item) and not _uses_module_fixture(item)):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    use no module fixture, which are handed out one by one. (Marked as each test is collected:
+    pytest-xdist reads the groups in its own ``pytest_collection_modifyitems``.)"""
+    if _uses_module_fixture(item) or not _slow(item):
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests first (whole modules, then the sweeps, then the rest), so that no
+    pytest-xdist worker ends on a long tail."""
     items.sort(
         key=lambda item: (
             not _slow(item),
@@ -58,11 +62,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A pytest-xdist worker stops at once if its groups were not applied (pytest-xdist 3.8
+    names a group in the test's id, which pytest 9.2 no longer lets it change): the module
+    fixtures would then start once per worker, unseen."""
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    lost = [
+        i.nodeid
+        for i in session.items
+        if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+    ]
+    if lost:
+        message = (
+            f"pytest-xdist did not apply --dist loadgroup's groups (e.g. to {lost[0]}); "
+            f"pytest {pytest.__version__} is not one the tests support (pyproject.toml)"
+        )
+        print(f"ERROR: {message}", file=sys.__stderr__)  # a worker's own errors are not shown
+        raise pytest.UsageError(message)
+
+
 def _slow(item: pytest.Item) -> bool:
     return item.get_closest_marker("slow") is not None
 
 
 def _uses_module_fixture(item: pytest.Item) -> bool:
+    # pytest's resolved fixtures of the item (no public accessor gives their scopes)
     return any(
         d.scope in ("module", "class", "package")
         for defs in item._fixtureinfo.name2fixturedefs.values()
