@@ -236,17 +236,23 @@ class Link:
         """Carry bytes both ways until either side ends (or the link is cut); then close both."""
         other = {client: upstream, upstream: client}
         with suppress(OSError):
-            while True:
-                readable, _, _ = select.select(list(other), [], [])
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise OSError("ended")
-                    other[sock].sendall(data)
+            while _forward(other):
+                pass
         with self._lock:
             self._open.difference_update(other)
         for sock in other:
             sock.close()
+
+
+def _forward(other: dict[socket.socket, socket.socket]) -> bool:
+    """Pass on what has arrived on either socket to the other; False once one has ended."""
+    readable, _, _ = select.select(list(other), [], [])
+    for sock in readable:
+        data = sock.recv(65536)
+        if not data:
+            return False
+        other[sock].sendall(data)
+    return True
 
 
 @dataclass

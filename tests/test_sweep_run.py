@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from tests.services import (
     kill_tree,
     sweep_runs,
     tune_reports,
+    wait_for,
     write_sweep,
 )
 
@@ -215,15 +215,6 @@ def test_training_settings_as_grid_axes_end_to_end(tmp_path, shared_ray, capsys,
     assert code == 0 and "already complete" in err
 
 
-def _wait_for(predicate, timeout, proc):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
     """The driver killed while one run has finished and the other is mid-way."""
     spec = {
@@ -254,7 +245,7 @@ def test_resume_after_sigkill_is_exactly_once(tmp_path, shared_ray):
         return len(finished) == 2 and holds.held(30) == ["dnn-relu-10x7x5x4x3-tishby-s0_1"]
 
     try:
-        assert _wait_for(one_finished_one_held, 300, driver), "sweep never seen mid-way"
+        assert wait_for(one_finished_one_held, 300, driver), "sweep never seen mid-way"
         _, _, before = sweep_runs(uri, "resume")
         finished_before = {
             r.info.run_id: r.info.end_time for r in before if r.info.status == "FINISHED"
@@ -373,7 +364,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
             except Exception:
                 return False
 
-        assert _wait_for(serving, 120, proc), "ibsweep ui did not serve the store"
+        assert wait_for(serving, 120, proc), "ibsweep ui did not serve the store"
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
         listening = {
             c.laddr.ip
